@@ -1,0 +1,1 @@
+"""LSTM baseline (placeholder, being written)."""

@@ -1,0 +1,1 @@
+"""Causal transformer baseline (placeholder, being written)."""

@@ -1,0 +1,1 @@
+"""seqbench's measurement harness: timing, memory, isolated sweeps, results, reports."""

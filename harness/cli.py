@@ -1,0 +1,66 @@
+"""``python -m harness COMMAND ...``: one module per command, imported only when used.
+
+Each command module defines ``add_arguments(parser)`` and ``main(args) -> int``. Bad
+input raises ``UsageError`` and becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import UsageError
+
+# command → (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("harness.listing", "list the registered architectures"),
+    "run": ("harness.run_cmd", "run a sweep of cells and store the records"),
+    "calibrate": ("harness.calibrate", "check this machine's timer against reference timers"),
+    "report": ("harness.report", "speedup tables and figures from run directories"),
+    "compare": ("harness.compare", "compare two runs cell by cell, flag regressions"),
+    "profile": ("harness.profiling", "torch.profiler traces for TensorBoard, time breakdown"),
+    "status": ("harness.status", "done / failed / pending counts of a sweep"),
+}
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="seqbench: benchmark and profile sequence architectures in PyTorch.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser, sub
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, sub = _parser()
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name is None or name not in COMMANDS:
+        for cmd, (_, help_) in COMMANDS.items():
+            sub.add_parser(cmd, help=help_)
+        if name is not None:
+            print(
+                f"error: unknown command {name!r}; valid choices: {', '.join(COMMANDS)}",
+                file=sys.stderr,
+            )
+            return 2
+        parser.print_help()
+        return 0 if ("-h" in argv or "--help" in argv) else 2
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    module.add_arguments(sub.add_parser(name, help=help_, description=help_))
+    args = parser.parse_args(argv)
+    try:
+        return int(module.main(args) or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""``python -m harness list [--json] [--preset NAME]``: the registry as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import architectures
+from harness.errors import UsageError
+
+
+def registry_rows(preset: str = architectures.DEFAULT_PRESET) -> list[dict]:
+    """One dict per adapter: its info plus the parameter count of ``preset``."""
+    rows = []
+    for name in architectures.available():
+        row = architectures.info(name).to_dict()
+        try:
+            row["params"] = architectures.build(name, preset=preset).num_params()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        row["preset"] = preset
+        rows.append(row)
+    return rows
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.add_argument("--preset", default=architectures.DEFAULT_PRESET, help="size preset")
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = registry_rows(args.preset)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"seqbench adapters (preset {args.preset!r}, params at input 1 / output 10)")
+    for col in ("name", "family", "params", "parallel", "step", "time", "memory", "step mem"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"], r["family"], f"{r['params']:,}", "yes" if r["parallel_training"] else "no",
+            "yes" if r["stepwise"] else "no", r["time_complexity"], r["memory_complexity"],
+            r["step_memory"],
+        )
+    Console().print(table)
+    return 0

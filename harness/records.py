@@ -1,0 +1,105 @@
+"""Cells (what to measure) and Records (what was measured): JSON-serialisable dataclasses.
+
+A Record stands on its own: it carries its cell, its status and message, every timing
+sample, memory, throughput and the id of the environment it was measured in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "oom", "timeout", "error", "skipped")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a sweep grid."""
+
+    arch: str
+    workload: str
+    seq_len: int
+    batch: int
+    preset: str = "small"
+    device: str = "cpu"
+    dtype: str = "float32"
+    compile: str = "none"  # "none" or a torch.compile mode ("default", "reduce-overhead", ...)
+    overrides: tuple[tuple[str, Any], ...] = ()  # adapter config overrides, sorted (key, value)
+
+    @property
+    def cell_id(self) -> str:
+        """Stable identifier: the same cell always gets the same id across runs."""
+        payload = json.dumps(self.key_dict(), sort_keys=True)
+        short = hashlib.sha1(payload.encode()).hexdigest()[:10]
+        return f"{self.arch}/{self.workload}/n{self.seq_len}/b{self.batch}/{self.dtype}/{short}"
+
+    def key_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["overrides"] = dict(self.overrides)
+        return d
+
+    @staticmethod
+    def make(overrides: dict[str, Any] | None = None, **kw: Any) -> Cell:
+        return Cell(overrides=tuple(sorted((overrides or {}).items())), **kw)
+
+
+@dataclass
+class Record:
+    """The outcome of one cell. Times are seconds, memory bytes, throughput per second."""
+
+    arch: str
+    workload: str
+    seq_len: int
+    batch: int
+    preset: str
+    device: str
+    dtype: str
+    compile: str
+    overrides: dict[str, Any]
+    cell_id: str
+    status: str  # one of STATUSES
+    message: str = ""
+    schema: int = SCHEMA_VERSION
+    run_id: str = ""  # which run directory / environment (env.json) it was measured in
+    host: str = ""
+    # timing
+    time_median_s: float | None = None
+    time_iqr_s: float | None = None
+    time_min_s: float | None = None
+    samples: list[float] = field(default_factory=list)  # every timed sample, seconds
+    n_samples: int = 0
+    noisy: bool = False  # IQR/median above the noise threshold
+    rel_ci: float | None = None  # relative half-width of the median's 95% CI
+    warmup_s: float | None = None
+    # memory
+    peak_mem_bytes: int | None = None  # CUDA: peak allocated; CPU: peak RSS above baseline
+    peak_reserved_bytes: int | None = None  # CUDA caching allocator's peak reserved
+    state_bytes: int | None = None  # stream: state / KV cache after seq_len tokens
+    # throughput and work
+    tokens_per_s: float | None = None
+    time_per_token_s: float | None = None
+    flops: float | None = None  # per timed call, from torch.utils.flop_counter
+    flops_per_s: float | None = None
+    params: int | None = None
+    # task workloads: curves and final metrics (accuracy, loss, time_to_target_s, ...)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    wall_s: float | None = None
+
+    @classmethod
+    def for_cell(cls, cell: Cell, status: str, message: str = "", **kw: Any) -> Record:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; valid choices: {', '.join(STATUSES)}")
+        d = cell.key_dict()
+        return cls(**d, cell_id=cell.cell_id, status=status, message=message, **kw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False, default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,60 @@
+"""nox sessions for seqbench.
+
+Torch is installed first from ``SEQBENCH_TORCH`` (default ``torch==2.13.0``, the CPU
+wheel on the reference machine), so a CPU machine never pulls a multi-GB CUDA build by
+accident. GPU users set e.g. ``SEQBENCH_TORCH="torch==2.13.0"`` with their CUDA index:
+``SEQBENCH_TORCH="torch --index-url <your CUDA wheel index>"``.
+
+Environments are reused; installs are skipped when nothing they depend on changed (a
+stamp of the torch spec, the extras and pyproject.toml), so a second call starts in
+seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from pathlib import Path
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"  # pip honours the machine's pip config; uv does not
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).parent
+TORCH_SPEC = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
+
+
+def install(session: nox.Session, *extras: str, also: tuple[str, ...] = ()) -> None:
+    """Install torch from TORCH_SPEC, then the project (editable) with ``extras``.
+
+    Skipped when the stamp of everything that decides the install is unchanged.
+    """
+    key = "\n".join(
+        [TORCH_SPEC, ",".join(extras), *also, (ROOT / "pyproject.toml").read_text()]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".seqbench-install-stamp"
+    if stamp.exists() and stamp.read_text() == digest:
+        session.log("dependencies unchanged: skipping install")
+        return
+    session.install(*shlex.split(TORCH_SPEC))
+    target = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", target, *also)
+    stamp.write_text(digest)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (GPU tests skip cleanly without CUDA)."""
+    install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff>=0.4")
+    session.run("ruff", "check", ".")

@@ -1,0 +1,49 @@
+"""What is done with a model, never how it is timed.
+
+A workload builds deterministic inputs for (model, batch, seq_len, device, dtype, seed)
+and returns a ``Prepared``: a zero-argument callable that performs one unit of work
+(what the timer times) and how many tokens that unit processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+
+from architectures import SequenceModel
+
+
+@dataclass
+class Prepared:
+    run: Callable[[], Any]  # one unit of work
+    tokens: int  # tokens processed by one call of ``run``
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. state_bytes after a stream
+    flop_run: Callable[[], Any] | None = None  # same work, safe to run under FlopCounterMode
+
+
+class Workload(Protocol):
+    name: str
+    description: str
+
+    def prepare(
+        self,
+        model: SequenceModel,
+        *,
+        batch: int,
+        seq_len: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        seed: int,
+    ) -> Prepared: ...
+
+
+def make_inputs(
+    model: SequenceModel, batch: int, seq_len: int, device: torch.device, dtype: torch.dtype,
+    seed: int,
+) -> torch.Tensor:
+    """Deterministic standard-normal inputs ``(batch, seq_len, input_size)``."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(batch, seq_len, model.input_size, generator=g, dtype=torch.float32)
+    return x.to(device=device, dtype=dtype)
