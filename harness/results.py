@@ -1,0 +1,142 @@
+"""The results store: ``DIR/records.jsonl`` (append-only, one Record per line) and ``DIR/env.json``.
+
+Each record is written with a single ``write`` of one line under an exclusive ``flock``
+and fsynced, so concurrent workers never interleave lines and a crash loses at most the
+line being written. Readers tolerate a truncated last line (a writer killed mid-write)
+with a warning. Files are data only: JSON, never pickles.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.records import SCHEMA_VERSION, Record
+
+RECORDS = "records.jsonl"
+ENV = "env.json"
+
+
+class ResultStore:
+    """One run directory. Safe for several processes appending at once."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @property
+    def records_path(self) -> Path:
+        return self.root / RECORDS
+
+    @property
+    def env_path(self) -> Path:
+        return self.root / ENV
+
+    def ensure(self) -> ResultStore:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create results directory {str(self.root)!r}: {exc}") from None
+        if not os.access(self.root, os.W_OK):
+            raise UsageError(f"results directory {str(self.root)!r} is not writable")
+        return self
+
+    def append(self, record: Record) -> None:
+        """Append one record atomically (one write under flock) and fsync it."""
+        line = (record.to_json() + "\n").encode()
+        fd = os.open(self.records_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._terminate_partial_line(fd)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _terminate_partial_line(self, fd: int) -> None:
+        """If a killed writer left a line without newline, end it so ours stays whole."""
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+
+    def read_dicts(self) -> list[dict[str, Any]]:
+        """All well-formed record dicts; broken lines are skipped with a warning."""
+        if not self.records_path.exists():
+            return []
+        out = []
+        lines = self.records_path.read_bytes().split(b"\n")
+        for i, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                d = json.loads(raw)
+            except json.JSONDecodeError:
+                where = "last line" if i >= len(lines) - 1 else f"line {i}"
+                warnings.warn(
+                    f"{self.records_path}: skipping truncated or corrupt {where}", stacklevel=2
+                )
+                continue
+            if isinstance(d, dict):
+                out.append(d)
+        return out
+
+    def records(self) -> list[Record]:
+        """Records of this schema version; raises UsageError on an incompatible store."""
+        dicts = self.read_dicts()
+        bad = {d.get("schema") for d in dicts} - {SCHEMA_VERSION}
+        if bad:
+            raise UsageError(
+                f"{self.records_path} holds records of schema version(s) {sorted(map(str, bad))}; "
+                f"this seqbench reads version {SCHEMA_VERSION}"
+            )
+        return [Record.from_dict(d) for d in dicts]
+
+    def latest_by_cell(self) -> dict[str, Record]:
+        """The last record of each cell (a resumed cell's newer record wins)."""
+        return {r.cell_id: r for r in self.records()}
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        tmp = self.env_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(env, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.env_path)
+
+    def env(self) -> dict[str, Any]:
+        if not self.env_path.exists():
+            return {}
+        return json.loads(self.env_path.read_text())
+
+
+def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Record]:
+    """Records of one or several run directories; UsageError if a directory holds none."""
+    if isinstance(dirs, (str, os.PathLike)):
+        dirs = [dirs]
+    out: list[Record] = []
+    for d in dirs:
+        store = ResultStore(d)
+        if not store.root.is_dir():
+            raise UsageError(f"run directory {str(d)!r} does not exist")
+        recs = store.records()
+        if not recs:
+            raise UsageError(f"run directory {str(d)!r} has no records ({RECORDS} missing or empty)")
+        out.extend(recs)
+    return out
+
+
+def load(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]):
+    """A pandas DataFrame of the records of one or several run directories.
+
+    Each row is one record (the latest per cell and run); ``samples`` stays a list column.
+    """
+    import pandas as pd
+
+    recs = read_records(dirs)
+    latest = {(r.run_id, r.cell_id): r for r in recs}
+    from dataclasses import asdict
+
+    return pd.DataFrame([asdict(r) for r in latest.values()])
