@@ -1,0 +1,222 @@
+"""The original LMU cell (Voelker, Kajić & Eliasmith 2019) run as a loop over time.
+
+This is the honest sequential baseline the parallel LMU is measured against, in
+keras-lmu's vocabulary (``memory_d``, ``order``, ``theta``, ``hidden_size`` and the
+``hidden_to_memory`` / ``memory_to_memory`` / ``input_to_hidden`` switches). Per step t::
+
+    u_t = W_x x_t  (+ e_h h_{t-1})  (+ e_m m_{t-1})          memory_d channels
+    m_t = Abar m_{t-1} + Bbar u_t                            each channel: order dims
+    h_t = tanh(W_m m_t  (+ W_x' x_t)  + W_h h_{t-1} + b)     keras SimpleRNNCell
+    y_t = W_y h_t + b_y
+
+The loop is made as fast as an honest loop can be: every input-only term
+(``W_x x_t``, ``W_x' x_t + b``) is computed for all t in one matmul before the loop;
+each state vector is multiplied once per step against a concatenated weight
+(``h_{t-1} @ [e_h | W_h]`` and ``m_t @ [W_m | e_m]``, the latter feeding both ``h_t``
+and ``u_{t+1}``); the step is one function shared by ``step()`` and the loop (so both
+give identical numbers), optionally ``torch.compile``-d.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.lmu.legendre import legendre_ab, zoh
+from architectures.registry import register
+
+# state = (h, m, c): h (B, H); m (B, D*order); c = m @ e_m (B, D), carried so that the
+# memory->memory feedback reuses the fused matmul of the previous step.
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _lmu_step(
+    p_t: torch.Tensor,
+    h: torch.Tensor,
+    m: torch.Tensor,
+    c: torch.Tensor,
+    w_h: torch.Tensor,
+    w_m: torch.Tensor,
+    abar_t: torch.Tensor,
+    bbar: torch.Tensor,
+    memory_d: int,
+) -> State:
+    """One LMU step from the precomputed input terms ``p_t = [W_x x_t | W_x' x_t + b]``.
+
+    ``w_h = [e_h | W_h]`` (H, D+H); ``w_m = [W_m | e_m]`` (D*order, H+D); disabled
+    feedback paths are zero blocks, which add exact zeros.
+    """
+    batch, order = h.shape[0], abar_t.shape[0]
+    g = torch.addmm(p_t, h, w_h)  # (B, D+H): [u-part, hidden-part]
+    u = g[:, :memory_d] + c  # (B, D)
+    m = torch.addmm(u.reshape(-1, 1) * bbar, m.reshape(-1, order), abar_t)  # (B*D, order)
+    m = m.reshape(batch, -1)
+    k = m @ w_m  # (B, H+D): [W_m m_t | e_m m_t]
+    hidden = g.shape[1] - memory_d
+    h = torch.tanh(g[:, memory_d:] + k[:, :hidden])
+    return h, m, k[:, hidden:]
+
+
+@register(
+    "lmu",
+    family="lmu",
+    description="original LMU cell (Voelker 2019): feedback memory, looped over time",
+    parallel_training=False,
+    stepwise=True,
+    time_complexity="O(n) sequential",
+    memory_complexity="O(n)",
+    step_memory="O(1)",
+)
+class LMU(SequenceModel):
+    """Original LMU (keras-lmu ``LMU`` layer with a SimpleRNN hidden cell) + linear head.
+
+    ``compile=True`` runs the step through ``torch.compile``; if compilation is not
+    available or fails, it warns once and runs eagerly.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        memory_d: int = 1,
+        order: int = 256,
+        theta: float = 784.0,
+        hidden_size: int = 212,
+        hidden_to_memory: bool = True,
+        memory_to_memory: bool = True,
+        input_to_hidden: bool = True,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(input_size, output_size)
+        self.memory_d = check_positive_int("memory_d", memory_d)
+        self.order = check_positive_int("order", order)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        A, B = legendre_ab(order, theta)  # validates order, theta
+        self.theta = float(theta)
+        self.hidden_to_memory = bool(hidden_to_memory)
+        self.memory_to_memory = bool(memory_to_memory)
+        self.input_to_hidden = bool(input_to_hidden)
+        Abar, Bbar = zoh(A, B)
+        # Built in float64 and kept as float64 masters; the buffers are cast from the
+        # masters on every .to()/.double()/.cuda() (see _apply), never float32 -> float64.
+        self._abar_t64, self._bbar64 = Abar.T.contiguous(), Bbar
+        dtype = torch.get_default_dtype()
+        self.register_buffer("abar_t", self._abar_t64.to(dtype), persistent=False)
+        self.register_buffer("bbar", self._bbar64.to(dtype), persistent=False)
+
+        D, H, M = memory_d, hidden_size, memory_d * order
+        self.input_encoder = nn.Linear(input_size, D, bias=False)  # W_x
+        self.hidden_encoder = nn.Linear(H, D, bias=False) if hidden_to_memory else None  # e_h
+        self.memory_encoder = nn.Linear(M, D, bias=False) if memory_to_memory else None  # e_m
+        self.memory_kernel = nn.Linear(M, H, bias=False)  # W_m
+        self.input_kernel = nn.Linear(input_size, H, bias=False) if input_to_hidden else None
+        self.recurrent_kernel = nn.Linear(H, H, bias=True)  # W_h, b
+        self.head = nn.Linear(H, output_size)
+        self._step_fn: Callable[..., State] = _lmu_step
+        self._compile = bool(compile)
+        self._compiled: Callable[..., State] | None = None
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> LMU:  # type: ignore[override]
+        super()._apply(fn, recurse)
+        device, dtype = self.abar_t.device, self.abar_t.dtype
+        self._abar_t64 = self._abar_t64.to(device)
+        self._bbar64 = self._bbar64.to(device)
+        self.abar_t = self._abar_t64.to(dtype)
+        self.bbar = self._bbar64.to(dtype)
+        return self
+
+    # -- fused weights, rebuilt per call (cheap, differentiable) --------------------------
+    def _fused(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(w_in, w_h, w_m, b_in)``: input weight for [u | hidden], and the state weights."""
+        D, H = self.memory_d, self.hidden_size
+        ref = self.recurrent_kernel.weight
+        e_h = (
+            self.hidden_encoder.weight.T if self.hidden_encoder is not None else ref.new_zeros(H, D)
+        )
+        e_m = (
+            self.memory_encoder.weight.T
+            if self.memory_encoder is not None
+            else ref.new_zeros(D * self.order, D)
+        )
+        w_h = torch.cat([e_h, self.recurrent_kernel.weight.T], 1)
+        w_m = torch.cat([self.memory_kernel.weight.T, e_m], 1)
+        x_h = (
+            self.input_kernel.weight
+            if self.input_kernel is not None
+            else ref.new_zeros(H, self.input_size)
+        )
+        w_in = torch.cat([self.input_encoder.weight, x_h], 0)  # (D+H, in)
+        b_in = torch.cat([ref.new_zeros(D), self.recurrent_kernel.bias])
+        return w_in, w_h, w_m, b_in
+
+    def _step_impl(self) -> Callable[..., State]:
+        if not self._compile:
+            return _lmu_step
+        if self._compiled is None:
+            try:
+                self._compiled = torch.compile(_lmu_step, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+                warnings.warn(f"torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
+                self._compile = False
+                return _lmu_step
+        return self._compiled
+
+    def _run(self, fn: Callable[..., State], *args: Any) -> State:
+        try:
+            return fn(*args)
+        except Exception as exc:  # compile errors surface on first call
+            if fn is _lmu_step:
+                raise
+            warnings.warn(f"torch.compile failed ({exc!r:.200}); running eagerly", stacklevel=3)
+            self._compile, self._compiled = False, None
+            return _lmu_step(*args)
+
+    # -- public API ---------------------------------------------------------------------
+    def init_state(
+        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        device = self.abar_t.device if device is None else device
+        dtype = self.abar_t.dtype if dtype is None else dtype
+        z = torch.zeros
+        return (
+            z(batch, self.hidden_size, device=device, dtype=dtype),
+            z(batch, self.memory_d * self.order, device=device, dtype=dtype),
+            z(batch, self.memory_d, device=device, dtype=dtype),
+        )
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        check_input(x_t, self.input_size, rank=2)
+        w_in, w_h, w_m, b_in = self._fused()
+        p_t = torch.addmm(b_in, x_t, w_in.T)
+        fn = self._step_impl()
+        h, m, c = self._run(fn, p_t, *state, w_h, w_m, self.abar_t, self.bbar, self.memory_d)
+        return self.head(h), (h, m, c)
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        batch, n, _ = x.shape
+        w_in, w_h, w_m, b_in = self._fused()
+        # all input-only terms for every t at once, time-major so p[t] is contiguous
+        p = torch.addmm(b_in, x.transpose(0, 1).reshape(n * batch, -1), w_in.T)
+        p = p.reshape(n, batch, -1)
+        h, m, c = self.init_state(batch, x.device, x.dtype)
+        fn = self._step_impl()
+        args = (w_h, w_m, self.abar_t, self.bbar, self.memory_d)
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(q.requires_grad for q in self.parameters())
+        ):
+            hs = []  # autograd: a list + one stack (in-place writes would cost O(n^2) backward)
+            for t in range(n):
+                h, m, c = self._run(fn, p[t], h, m, c, *args)
+                hs.append(h)
+            out = torch.stack(hs)
+        else:
+            out = x.new_empty(n, batch, self.hidden_size)  # inference: preallocated
+            for t in range(n):
+                h, m, c = self._run(fn, p[t], h, m, c, *args)
+                out[t] = h
+        return self.head(out).transpose(0, 1)
