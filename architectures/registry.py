@@ -27,6 +27,7 @@ class AdapterSpec:
     info: AdapterInfo
     cls: type[SequenceModel]
     config_keys: tuple[str, ...]
+    presets: dict[str, dict[str, Any]]  # from register(presets=...); presets.toml wins
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}
@@ -42,8 +43,13 @@ def register(
     time_complexity: str,
     memory_complexity: str,
     step_memory: str = "O(1)",
+    presets: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[type[SequenceModel]], type[SequenceModel]]:
-    """Class decorator adding an adapter to the registry under ``name``."""
+    """Class decorator adding an adapter to the registry under ``name``.
+
+    Built-in adapters keep their size presets in ``presets.toml``; a plugin adapter can
+    pass ``presets={"small": {...}}`` here instead.
+    """
 
     def deco(cls: type[SequenceModel]) -> type[SequenceModel]:
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
@@ -59,7 +65,9 @@ def register(
             step_memory=step_memory,
         )
         keys = tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-        _REGISTRY[name] = AdapterSpec(info=info, cls=cls, config_keys=keys)
+        _REGISTRY[name] = AdapterSpec(
+            info=info, cls=cls, config_keys=keys, presets=dict(presets or {})
+        )
         # a class registered under several names (lmu-fft / lmu-conv) keeps the first
         if not hasattr(cls, "info") or "info" not in cls.__dict__:
             cls.info = info
@@ -91,8 +99,7 @@ def _all_presets() -> dict[str, dict[str, dict[str, Any]]]:
 
 def presets(name: str) -> dict[str, dict[str, Any]]:
     """The named size presets of adapter ``name`` (preset → constructor config)."""
-    spec(name)
-    return _all_presets().get("adapters", {}).get(name, {})
+    return _all_presets().get("adapters", {}).get(name) or spec(name).presets
 
 
 def target_params(preset: str) -> int:

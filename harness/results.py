@@ -49,7 +49,7 @@ class ResultStore:
     def append(self, record: Record) -> None:
         """Append one record atomically (one write under flock) and fsync it."""
         line = (record.to_json() + "\n").encode()
-        fd = os.open(self.records_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.records_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._terminate_partial_line(fd)

@@ -1,0 +1,148 @@
+"""``python -m harness run``: plan a sweep from a suite and options, run it, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from typing import Any
+
+from harness.errors import UsageError
+from harness.records import Record
+
+
+def _csv(kind: type) -> Any:
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list {text!r}")
+        if kind is int:
+            out = []
+            for t in items:
+                try:
+                    v = int(t)
+                except ValueError:
+                    raise argparse.ArgumentTypeError(
+                        f"{t!r} is not an integer (expected positive integers like 256,1024)"
+                    ) from None
+                if v < 1:
+                    raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
+                out.append(v)
+            return out
+        return items
+
+    return parse
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as TOML literals (ints, floats, booleans),
+    otherwise kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="bench", help="suite name or path to a TOML file")
+    p.add_argument("--arch", type=_csv(str), help="architectures, comma-separated")
+    p.add_argument("--workload", type=_csv(str), help="workloads, comma-separated")
+    p.add_argument("--seq-len", type=_csv(int), help="sequence lengths, e.g. 256,1024")
+    p.add_argument("--batch", type=_csv(int), help="batch sizes, comma-separated")
+    p.add_argument("--preset", help="size preset (tiny, small, base)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
+    p.add_argument("--dtype", type=_csv(str), help="float32, bfloat16, float16, float64")
+    p.add_argument("--compile", type=_csv(str), help="none or a torch.compile mode")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an adapter configuration key (repeatable)")
+    p.add_argument("--out", help="run directory (default: results/runs/<time>-<suite>); "
+                                 "an existing one is resumed")
+    p.add_argument("--workers", type=int, default=1, help="concurrent cells on CPU")
+    p.add_argument("--devices", type=_csv(str),
+                   help="GPUs to run on concurrently, e.g. cuda:0,cuda:1 or all")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="on resume, re-run cells whose status is not ok")
+    p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
+    p.add_argument("--plugin", action="append", default=[],
+                   help="module or .py file registering extra adapters (repeatable)")
+    p.add_argument("--budget-s", type=float, help="timing budget per cell, seconds")
+    p.add_argument("--timeout-s", type=float, help="wall-clock limit per cell, seconds")
+    p.add_argument("--mem-cap-gb", type=float, help="CPU memory cap per cell, GiB")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    s: dict[str, Any] = {}
+    for name in ("budget_s", "timeout_s", "mem_cap_gb"):
+        v = getattr(args, name)
+        if v is not None:
+            if v <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+            s[name] = v
+    if args.plugin:
+        s["plugins"] = tuple(args.plugin)
+    return s
+
+
+def _devices(spec: list[str] | None) -> list[str] | None:
+    if not spec:
+        return None
+    if spec == ["all"]:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--devices all requested but CUDA is not available")
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return spec
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from harness import sweep
+    from harness.summary import print_summary
+
+    settings = _settings(args)
+    if args.plugin:  # plugins may register the adapters named on the command line
+        from harness.plugins import load_plugins
+
+        load_plugins(args.plugin)
+    p = sweep.plan(
+        args.suite, arch=args.arch, workload=args.workload, seq_len=args.seq_len,
+        batch=args.batch, preset=args.preset, device=args.device, dtype=args.dtype,
+        compile=args.compile, overrides=parse_set(args.set), settings=settings, out=args.out,
+    )
+    devices = _devices(args.devices)
+    console = Console(stderr=True)
+    console.print(f"[bold]seqbench[/] suite {p.suite.name!r}: {len(p.cells)} cells on "
+                  f"{p.device} → {p.out}")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("running", total=len(p.cells))
+
+        def on_record(rec: Record) -> None:
+            progress.console.print(_line(rec), highlight=False)
+            progress.advance(task)
+
+        records = sweep.execute(p, workers=args.workers, devices=devices,
+                                retry_failed=args.retry_failed, on_record=on_record)
+        progress.update(task, completed=len(p.cells))
+    print_summary(records, baseline=args.baseline)
+    print(f"\nrecords: {p.out / 'records.jsonl'}")
+    return 0
+
+
+def _line(rec: Record) -> str:
+    head = f"{rec.status:7s} {rec.arch:12s} {rec.workload:8s} n={rec.seq_len:<6d} b={rec.batch:<3d}"
+    if rec.status == "ok" and rec.time_median_s is not None:
+        noisy = "  NOISY" if rec.noisy else ""
+        return f"{head} {rec.time_median_s * 1e3:10.3f} ms  (n={rec.n_samples}){noisy}"
+    return f"{head} {rec.message[:100]}"

@@ -1,0 +1,199 @@
+"""Suites: grids of cells declared in TOML files (``harness/suites/NAME.toml`` or a path).
+
+A suite file has optional ``[settings]`` (run settings, see ``RunSettings``) and one
+section per device kind, ``[cpu]`` and ``[cuda]``, each with defaults for the cell fields
+and a list of ``[[cpu.grid]]`` / ``[[cuda.grid]]`` tables. Each grid is the cross product
+of its list-valued fields; the suite's cells are the union of its grids. The section
+used is the run's device kind, so one suite gives a fair picture on a laptop CPU and a
+longer one on a GPU. Command-line options replace a field in every grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import architectures
+import workloads
+from harness.errors import UsageError, choice
+from harness.records import Cell
+
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+CELL_FIELDS = ("arch", "workload", "seq_len", "batch", "preset", "dtype", "compile")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How cells are run; every field can be set in a suite's ``[settings]``."""
+
+    budget_s: float = 2.0  # timing budget per cell (adaptive repeats stop earlier when stable)
+    timeout_s: float = 120.0  # wall-clock limit of one cell (build + warm-up + timing)
+    mem_cap_gb: float = 0.0  # CPU resident-memory cap per cell (0: 75% of RAM)
+    seed: int = 0
+    target_rel_ci: float = 0.05  # stop repeating when the median's 95% CI is this tight
+    noise_threshold: float = 0.1  # IQR/median above this flags a cell as noisy
+    count_flops: bool = True
+    plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plugins", tuple(self.plugins))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> RunSettings:
+        names = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in names:
+                raise UsageError(f"{where}: unknown setting {key!r}; valid choices: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    settings: RunSettings
+    sections: dict[str, dict[str, Any]]  # device kind → {"defaults": {...}, "grid": [...]}
+    source: str
+
+    def cells(self, device: str, only: dict[str, list[Any]] | None = None,
+              overrides: dict[str, Any] | None = None) -> list[Cell]:
+        """The suite's cells on ``device``; ``only`` replaces grid fields, ``overrides``
+        adds adapter configuration (``--set``)."""
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        section = self.sections.get(kind) or self.sections.get("cpu")
+        if not section:
+            raise UsageError(f"suite {self.name!r} declares no [{kind}] section")
+        defaults = {k: v for k, v in section.items() if k != "grid"}
+        grids = section.get("grid") or [{}]
+        out: list[Cell] = []
+        seen: set[str] = set()
+        for grid in grids:
+            spec = {**defaults, **grid, **(only or {})}
+            sets = {**spec.pop("set", {}), **(overrides or {})}
+            missing = [f for f in ("arch", "workload", "seq_len", "batch") if f not in spec]
+            if missing:
+                raise UsageError(f"{self.source}: a [{kind}] grid lacks {', '.join(missing)}")
+            unknown = set(spec) - set(CELL_FIELDS)
+            if unknown:
+                raise UsageError(
+                    f"{self.source}: unknown grid field(s) {sorted(unknown)}; "
+                    f"valid choices: {', '.join(CELL_FIELDS + ('set',))}"
+                )
+            lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
+            keys = list(lists)
+            for values in itertools.product(*(lists[k] for k in keys)):
+                kw = dict(zip(keys, values))
+                if kw["arch"] not in architectures.available():
+                    raise choice("architecture", kw["arch"], architectures.available())
+                accepted = architectures.spec(kw["arch"]).config_keys
+                own = {k: v for k, v in sets.items() if k in accepted}
+                cell = Cell.make(overrides=own, device=device, **kw)
+                if cell.cell_id not in seen:
+                    seen.add(cell.cell_id)
+                    out.append(cell)
+        for cell in out:
+            validate_cell(cell)
+        used = {k for c in out for k, _ in c.overrides}
+        unused = sorted(set(overrides or {}) - used)
+        if unused:
+            archs = sorted({c.arch for c in out})
+            raise UsageError(
+                f"--set key(s) {unused} apply to none of the architectures {archs}; valid "
+                f"choices: {', '.join(sorted({k for a in archs for k in architectures.spec(a).config_keys}))}"
+            )
+        return out
+
+
+def suite_names() -> list[str]:
+    root = resources.files("harness").joinpath("suites")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (``bench``) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"suite file {name_or_path!r} does not exist")
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read suite file {name_or_path!r}: {exc}") from None
+        source = str(path)
+    else:
+        if name_or_path not in suite_names():
+            raise choice("suite", name_or_path, suite_names())
+        text = resources.files("harness").joinpath("suites", f"{name_or_path}.toml").read_text()
+        source = f"suite {name_or_path!r}"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source} is not valid TOML: {exc}") from None
+    settings = RunSettings.from_dict(data.get("settings", {}), source)
+    sections = {k: data[k] for k in ("cpu", "cuda") if k in data}
+    unknown = set(data) - {"name", "description", "settings", "cpu", "cuda"}
+    if unknown:
+        raise UsageError(
+            f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+            "valid choices: name, description, settings, cpu, cuda"
+        )
+    return Suite(
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        settings=settings,
+        sections=sections,
+        source=source,
+    )
+
+
+def validate_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r} requested but CUDA is not available; valid choices: cpu")
+        count = torch.cuda.device_count()
+        idx = device.partition(":")[2]
+        if idx and (not idx.isdigit() or int(idx) >= count):
+            raise choice("device", device, ["cpu", "cuda"] + [f"cuda:{i}" for i in range(count)])
+        return device
+    raise choice("device", device, ["cpu", "cuda", "cuda:N"])
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def validate_cell(cell: Cell) -> None:
+    """Raise UsageError naming the first bad field of ``cell``."""
+    if cell.arch not in architectures.available():
+        raise choice("architecture", cell.arch, architectures.available())
+    if cell.workload not in workloads.available():
+        raise choice("workload", cell.workload, workloads.available())
+    for name in ("seq_len", "batch"):
+        v = getattr(cell, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f"{name} must be a positive integer, got {v!r}")
+    if cell.dtype not in DTYPES:
+        raise choice("dtype", cell.dtype, DTYPES)
+    if cell.compile not in COMPILE_MODES:
+        raise choice("compile mode", cell.compile, COMPILE_MODES)
+    try:
+        architectures.preset_config(cell.arch, cell.preset)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    keys = architectures.spec(cell.arch).config_keys
+    for key, _ in cell.overrides:
+        if key not in keys:
+            raise UsageError(
+                f"unknown configuration key {key!r} for {cell.arch!r} (from --set); "
+                f"valid choices: {', '.join(keys)}"
+            )
+

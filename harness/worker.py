@@ -1,0 +1,129 @@
+"""What runs inside a cell's own process: build, prepare, measure, return a Record.
+
+Each cell gets a fresh process (forked from a server that has torch imported, so it
+starts in tens of milliseconds): one cell's crash, leak or allocator state never touches
+another's, and CPU memory is measured against a clean baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+import architectures
+import workloads
+from harness.flops import count_flops
+from harness.memory import MemoryTracker
+from harness.plugins import load_plugins
+from harness.records import Cell, Record
+from harness.suites import RunSettings
+from harness.timing import Timer, TimingConfig
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
+
+
+def describe(exc: BaseException) -> str:
+    """One line: exception type, message, and the innermost frame that raised it."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {msg}{where}"[:2000]
+
+
+def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
+    """Measure ``cell`` in this process and return the Record fields (status ok)."""
+    device = torch.device(cell.device)
+    dtype = getattr(torch, cell.dtype)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(settings.seed)
+    workload = workloads.get(cell.workload)
+    with MemoryTracker(device) as mem:
+        model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
+        params = model.num_params()
+        model = model.to(device=device, dtype=dtype)
+        if cell.compile != "none":
+            model = torch.compile(model, mode=cell.compile)
+            model.info = architectures.info(cell.arch)  # type: ignore[attr-defined]
+        prep = workload.prepare(
+            model, batch=cell.batch, seq_len=cell.seq_len, device=device, dtype=dtype,
+            seed=settings.seed,
+        )
+        prep.run()  # first call inside the tracker: activations, grads, optimizer state
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    config = TimingConfig(
+        budget_s=settings.budget_s,
+        target_rel_ci=settings.target_rel_ci,
+        noise_threshold=settings.noise_threshold,
+    )
+    m = Timer(prep.run, device, config).measure()
+    flops = count_flops(prep.flop_run) if settings.count_flops and prep.flop_run else None
+    out: dict[str, Any] = dict(
+        params=params,
+        time_median_s=m.median,
+        time_iqr_s=m.iqr,
+        time_min_s=m.min,
+        samples=list(m.samples),
+        n_samples=m.n,
+        noisy=m.noisy,
+        rel_ci=m.rel_ci,
+        warmup_s=m.warmup_s,
+        peak_mem_bytes=mem.peak_bytes,
+        peak_reserved_bytes=mem.reserved_bytes,
+        tokens_per_s=prep.tokens / m.median if m.median > 0 else None,
+        time_per_token_s=m.median / cell.seq_len if cell.workload == "stream" else None,
+        flops=flops,
+        flops_per_s=flops / m.median if flops and m.median > 0 else None,
+        message=m.summary(),
+    )
+    if "state_bytes" in prep.extras:
+        out["state_bytes"] = int(prep.extras["state_bytes"])
+    return out
+
+
+def run_cell(cell: Cell, settings: RunSettings) -> Record:
+    """Measure one cell; any Python-level failure becomes the record's status."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    try:
+        fields = measure_cell(cell, settings)
+        status = "ok"
+    except Exception as exc:  # noqa: BLE001 - every failure is a result to record
+        status = "oom" if is_oom(exc) else "error"
+        fields = {"message": describe(exc)}
+    rec = Record.for_cell(cell, status, started_at=started, **fields)
+    rec.wall_s = time.perf_counter() - t0
+    return rec
+
+
+def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threads: int,
+                 conn: Any) -> None:
+    """Entry point of a cell process: own session (so the runner can kill its whole group),
+    thread count, then one record sent back over ``conn``."""
+    os.setsid()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    settings = RunSettings(**settings_dict)
+    overrides = cell_dict.pop("overrides")
+    cell = Cell.make(overrides=overrides, **cell_dict)
+    try:
+        load_plugins(settings.plugins)
+    except Exception as exc:  # noqa: BLE001
+        conn.send(asdict(Record.for_cell(cell, "error", describe(exc))))
+        return
+    rec = run_cell(cell, settings)
+    conn.send(asdict(rec))
+    conn.close()

@@ -1,0 +1,77 @@
+"""Test-only adapters that misbehave on purpose, loaded by the runner as a plugin.
+
+Each fails only when the sequence is at least ``fail_at`` long, so one sweep shows both
+the failure and the cells around it succeeding.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+from architectures import SequenceModel, register
+
+COMMON = dict(family="test", parallel_training=True, stepwise=False,
+              time_complexity="O(n)", memory_complexity="O(n)",
+              presets={"tiny": {}, "small": {}})
+
+
+class _Faulty(SequenceModel):
+    def __init__(self, input_size: int = 1, output_size: int = 10, fail_at: int = 1 << 30,
+                 hog_gb: float = 4.0) -> None:
+        super().__init__(input_size, output_size)
+        self.proj = nn.Linear(input_size, output_size)
+        self.fail_at = fail_at
+        self.hog_gb = hog_gb
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] >= self.fail_at:
+            self.misbehave()
+        return self.proj(x)
+
+    def misbehave(self) -> None:
+        pass
+
+
+@register("test-ok", description="a linear map", **COMMON)
+class Ok(_Faulty):
+    pass
+
+
+@register("test-raise", description="raises RuntimeError", **COMMON)
+class Raise(_Faulty):
+    def misbehave(self) -> None:
+        raise RuntimeError("injected failure")
+
+
+@register("test-abort", description="aborts the process (SIGABRT)", **COMMON)
+class Abort(_Faulty):
+    def misbehave(self) -> None:
+        os.abort()
+
+
+@register("test-hang", description="never returns", **COMMON)
+class Hang(_Faulty):
+    def misbehave(self) -> None:
+        while True:
+            time.sleep(0.05)
+
+
+@register("test-hog", description="touches hog_gb GiB of memory", **COMMON)
+class Hog(_Faulty):
+    def misbehave(self) -> None:
+        chunks = []
+        for _ in range(int(self.hog_gb * 16)):  # 64 MiB at a time, every page touched
+            chunks.append(torch.ones(16 * 2**20))
+            time.sleep(0.005)
+        raise AssertionError("the memory cap should have stopped this cell")
+
+
+@register("test-slow", description="sleeps 30 ms per call", **COMMON)
+class Slow(_Faulty):
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.03)
+        return self.proj(x)

@@ -1,0 +1,26 @@
+"""``forward``: inference over the whole sequence, no autograd."""
+
+from __future__ import annotations
+
+import torch
+
+from architectures import SequenceModel
+from workloads.base import Prepared, make_inputs
+
+
+class Forward:
+    name = "forward"
+    description = "inference over the whole sequence (no grad)"
+
+    def prepare(
+        self, model: SequenceModel, *, batch: int, seq_len: int, device: torch.device,
+        dtype: torch.dtype, seed: int,
+    ) -> Prepared:
+        x = make_inputs(model, batch, seq_len, device, dtype, seed)
+        model.eval()
+
+        @torch.no_grad()
+        def run() -> torch.Tensor:
+            return model(x)
+
+        return Prepared(run=run, tokens=batch * seq_len, flop_run=run)

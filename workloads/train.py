@@ -1,0 +1,45 @@
+"""``train``: one training step: forward, loss, backward, AdamW step.
+
+The loss is mean squared error against fixed random targets at every position: it
+touches every output, like sequence-to-sequence training, and needs no task data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from architectures import SequenceModel
+from workloads.base import Prepared, make_inputs
+
+
+class Train:
+    name = "train"
+    description = "one training step: forward, MSE loss, backward, AdamW step"
+
+    def prepare(
+        self, model: SequenceModel, *, batch: int, seq_len: int, device: torch.device,
+        dtype: torch.dtype, seed: int,
+    ) -> Prepared:
+        x = make_inputs(model, batch, seq_len, device, dtype, seed)
+        g = torch.Generator(device="cpu").manual_seed(seed + 1)
+        target = torch.randn(batch, seq_len, model.output_size, generator=g).to(device, dtype)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def loss_backward() -> torch.Tensor:
+            loss = F.mse_loss(model(x), target)
+            loss.backward()
+            return loss
+
+        def run() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_backward()
+            opt.step()
+            return loss
+
+        def flop_run() -> torch.Tensor:  # the optimizer's foreach kernels are not counted
+            opt.zero_grad(set_to_none=True)
+            return loss_backward()
+
+        return Prepared(run=run, tokens=batch * seq_len, flop_run=flop_run)
