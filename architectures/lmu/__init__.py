@@ -1,5 +1,34 @@
-"""The Legendre Memory Unit family: the LTI memory's math and the models that use it."""
+"""The Legendre Memory Unit family: the LTI memory's math and the models that use it.
 
-from architectures.lmu.legendre import legendre_ab, zoh
+Importing this package registers its adapters (``lmu-fft``, ``lmu-conv``, ``lmu-chunked``).
+"""
 
-__all__ = ["legendre_ab", "zoh"]
+from architectures.lmu.legendre import legendre_ab, legendre_ab_ref, zoh
+from architectures.lmu.memory import (
+    DEFAULT_CHUNK_SIZE,
+    MODES,
+    MemoryKernels,
+    impulse_response,
+    impulse_response_ref,
+    lmu_memory,
+    lmu_memory_ref,
+    memory_kernels,
+)
+
+# Importing the model modules registers their adapters.
+from architectures.lmu import parallel  # noqa: E402,F401  isort: skip
+from architectures.lmu import original  # noqa: F401
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MODES",
+    "MemoryKernels",
+    "impulse_response",
+    "impulse_response_ref",
+    "legendre_ab",
+    "legendre_ab_ref",
+    "lmu_memory",
+    "lmu_memory_ref",
+    "memory_kernels",
+    "zoh",
+]
