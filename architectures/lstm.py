@@ -21,7 +21,7 @@ State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, batch, hi
     description="nn.LSTM (cuDNN on GPU) + linear head",
     parallel_training=False,
     stepwise=True,
-    time_complexity="O(n) sequential",
+    time_complexity="O(n)",
     memory_complexity="O(n)",
     step_memory="O(1)",
 )

@@ -76,7 +76,7 @@ class Block(nn.Module):
     parallel_training=True,
     stepwise=True,
     time_complexity="O(n^2)",
-    memory_complexity="O(n^2) math SDPA; O(n) flash/mem-efficient",
+    memory_complexity="O(n^2); flash O(n)",
     step_memory="O(n)",
 )
 class Transformer(SequenceModel):

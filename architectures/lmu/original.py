@@ -68,7 +68,7 @@ def _lmu_step(
     description="original LMU cell (Voelker 2019): feedback memory, looped over time",
     parallel_training=False,
     stepwise=True,
-    time_complexity="O(n) sequential",
+    time_complexity="O(n)",
     memory_complexity="O(n)",
     step_memory="O(1)",
 )
@@ -186,7 +186,11 @@ class LMU(SequenceModel):
         return (
             z(batch, self.hidden_size, device=device, dtype=dtype),
             z(batch, self.memory_d * self.order, device=device, dtype=dtype),
-            z(batch, self.memory_d, device=device, dtype=dtype),
+            # c is a column slice of the (B, H+D) product, as after every step, so a
+            # compiled step sees the same strides from t = 0 on (no recompilation)
+            z(batch, self.hidden_size + self.memory_d, device=device, dtype=dtype)[
+                :, self.hidden_size :
+            ],
         )
 
     def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
