@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import architectures
 from harness.errors import UsageError
@@ -46,5 +47,5 @@ def main(args: argparse.Namespace) -> int:
             "yes" if r["stepwise"] else "no", r["time_complexity"], r["memory_complexity"],
             r["step_memory"],
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0

@@ -1,6 +1,7 @@
 """The Legendre Memory Unit family: the LTI memory's math and the models that use it.
 
-Importing this package registers its adapters (``lmu-fft``, ``lmu-conv``, ``lmu-chunked``).
+Importing this package registers its adapters: ``lmu`` (the original, sequential, the
+baseline, so it is listed first) and ``lmu-fft``, ``lmu-conv``, ``lmu-chunked``.
 """
 
 from architectures.lmu.legendre import legendre_ab, legendre_ab_ref, zoh
@@ -16,8 +17,8 @@ from architectures.lmu.memory import (
 )
 
 # Importing the model modules registers their adapters.
+from architectures.lmu import original  # noqa: E402,F401  isort: skip
 from architectures.lmu import parallel  # noqa: E402,F401  isort: skip
-from architectures.lmu import original  # noqa: F401
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
