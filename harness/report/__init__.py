@@ -1,0 +1,431 @@
+"""``python -m harness report RUN_DIR [RUN_DIR ...] [--baseline ARCH] [--out DIR]``.
+
+Speedup and absolute tables (Markdown, booktabs LaTeX, CSV) and figures (PDF, SVG, PNG)
+from one or several run directories, faceted by device, tied together by ``index.md``.
+The same pieces are plain functions returning DataFrames for notebooks::
+
+    from harness.report import load_runs, speedup_table, scaling_table
+    df = load_runs(["runs/cpu", "runs/h100"])
+    speedup_table(df, baseline="lmu")
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.report.data import FACET_KEYS, load_runs, run_summaries
+from harness.report.scaling import fit_exponent, scaling_table
+from harness.report.style import WIDTHS, arch_styles
+from harness.report.tables import (
+    METRICS,
+    check_baseline,
+    metric_grid,
+    metric_table,
+    speedup_grid,
+    speedup_table,
+    to_latex,
+    to_markdown,
+)
+
+__all__ = [
+    "build_report",
+    "load_runs",
+    "speedup_table",
+    "metric_table",
+    "scaling_table",
+    "fit_exponent",
+    "add_arguments",
+    "main",
+    "PAPER_ARCHS",
+]
+
+PRESETS = ("default", "paper")
+# the parallel LMU paper's efficiency comparison (training time per step vs length)
+PAPER_ARCHS = ("lmu", "lmu-fft", "lmu-conv", "lstm", "transformer")
+PAPER_WORKLOAD = "train"
+# figure-level keys: everything in a facet but the device (devices are the panels)
+GROUP_KEYS = tuple(k for k in FACET_KEYS if k != "device_label")
+TABLE_NAMES = {
+    "time_median_s": "time",
+    "peak_mem_bytes": "memory",
+    "tokens_per_s": "throughput",
+    "time_per_token_s": "latency",
+    "state_bytes": "state",
+}
+TIME_LABEL = {"train": "time per training step ({unit})", "stream": "time per stream ({unit})"}
+
+
+@dataclass
+class Report:
+    """What was written, for ``index.md`` and for callers."""
+
+    out: Path
+    sections: list[str] = field(default_factory=list)
+
+
+def slug(*parts: object) -> str:
+    """File-name-safe, lower case; parts joined by ``_``, within a part ``-``."""
+    clean = [
+        re.sub(r"[^A-Za-z0-9.+]+", "-", str(p)).strip("-").lower()
+        for p in parts
+        if p not in ("", None)
+    ]
+    return "_".join(c for c in clean if c)
+
+
+def _varying(df: pd.DataFrame, keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
+
+
+def _describe(key: dict[str, object], varying: list[str]) -> str:
+    extra = [f"{k}={key[k]}" for k in varying if k not in ("workload", "device_label")]
+    return ", ".join(extra)
+
+
+def prepare_out(out: Path) -> Path:
+    """Create ``out`` (and figures/, tables/) or fail with a usage error."""
+    try:
+        for sub in ("", "figures", "tables"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create report directory {str(out)!r}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"report directory {str(out)!r} is not writable")
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+
+
+def _rel(path: Path, out: Path) -> str:
+    return path.relative_to(out).as_posix()
+
+
+def write_tables(df, speed, styles, baseline, out: Path, n_resamples: int) -> list[str]:
+    """Per facet: speedup and absolute tables as .md/.tex/.csv; returns index.md lines."""
+    order = list(styles)
+    varying = _varying(df, FACET_KEYS)
+    lines: list[str] = []
+    facet_cols = [k for k in FACET_KEYS if k in df.columns]
+    for key, g in df.groupby(facet_cols, sort=True, dropna=False):
+        key = dict(zip(facet_cols, key, strict=True))
+        name = slug(
+            key["workload"],
+            key["device_label"],
+            *[key[k] for k in varying if k not in ("workload", "device_label")],
+        )
+        extra = _describe(key, varying)
+        lines.append(
+            f"### {key['workload']} — {key['device_label']}" + (f" ({extra})" if extra else "")
+        )
+        lines.append("")
+        sp = speed
+        for k, v in key.items():
+            sp = sp[sp[k] == v]
+        tables = [("speedup", speedup_grid(sp, order), None)]
+        metrics = ["time_median_s", "peak_mem_bytes", "tokens_per_s"]
+        if key["workload"] == "stream":
+            metrics += ["time_per_token_s", "state_bytes"]
+        for m in metrics:
+            if g[m].notna().any():
+                grid, unit = metric_grid(metric_table(g, m), m, order)
+                tables.append((m, grid, unit))
+        for kind, grid, unit in tables:
+            if kind == "speedup":
+                title = (
+                    f"Speedup over `{baseline}` (baseline median time / arch median time, "
+                    f"95% bootstrap CI from the samples, {n_resamples} resamples)"
+                )
+                csv = sp
+                comment = f"speedup over {baseline}: {key['workload']} on {key['device_label']}"
+            else:
+                title = f"{METRICS[kind].title} ({unit})"
+                csv = metric_table(g, kind)
+                comment = (
+                    f"{METRICS[kind].title} ({unit}): {key['workload']} on {key['device_label']}"
+                )
+            stem = out / "tables" / f"{TABLE_NAMES.get(kind, kind)}_{name}"
+            md = to_markdown(grid)
+            _write(stem.with_suffix(".md"), f"{title}\n\n{md}")
+            _write(
+                stem.with_suffix(".tex"), to_latex(grid, comment + (f" ({extra})" if extra else ""))
+            )
+            try:
+                csv.drop(columns=["samples"], errors="ignore").to_csv(
+                    stem.with_suffix(".csv"), index=False
+                )
+            except OSError as exc:
+                raise UsageError(f"cannot write {stem}.csv: {exc.strerror}") from None
+            links = " · ".join(
+                f"[{s}]({_rel(stem.with_suffix('.' + s), out)})" for s in ("md", "tex", "csv")
+            )
+            lines += [f"**{title}** — {links}", "", md]
+    return lines
+
+
+def write_figures(
+    df, speed, styles, baseline, out: Path, widths, formats, dpi, preset: str
+) -> list[str]:
+    """Per workload (and other varying keys): time, memory, speedup, stream latency figures."""
+    from harness.report import figures
+
+    varying = _varying(df, GROUP_KEYS)
+    group_cols = [k for k in GROUP_KEYS if k in df.columns]
+    lines: list[str] = []
+    for key, g in df.groupby(group_cols, sort=True, dropna=False):
+        key = dict(zip(group_cols, key, strict=True))
+        if g["seq_len"].nunique() < 2:
+            continue
+        name = slug(key["workload"], *[key[k] for k in varying if k != "workload"])
+        extra = _describe(key, varying)
+        sp = speed
+        for k, v in key.items():
+            sp = sp[sp[k] == v]
+        specs = []
+        if preset == "paper":
+            specs.append(
+                (
+                    "paper",
+                    "Training time per step vs sequence length, speedup over "
+                    f"`{baseline}` annotated at the longest common length",
+                    lambda w, g=g: figures.plot_vs_length(
+                        g,
+                        "time_median_s",
+                        styles=styles,
+                        width=w,
+                        ylabel="time per training step ({unit})",
+                        annotate_speedup_over=baseline,
+                        metric=METRICS["time_median_s"],
+                    ),
+                )
+            )
+        specs.append(
+            (
+                "time",
+                "Median time vs sequence length (log–log); legend: fitted "
+                "exponent over the completed lengths",
+                lambda w, g=g, wl=key["workload"]: figures.plot_vs_length(
+                    g,
+                    "time_median_s",
+                    styles=styles,
+                    width=w,
+                    ylabel=TIME_LABEL.get(wl, "time per call ({unit})"),
+                    metric=METRICS["time_median_s"],
+                ),
+            )
+        )
+        if g["peak_mem_bytes"].notna().any():
+            specs.append(
+                (
+                    "memory",
+                    "Peak memory vs sequence length (log–log)",
+                    lambda w, g=g: figures.plot_vs_length(
+                        g,
+                        "peak_mem_bytes",
+                        styles=styles,
+                        width=w,
+                        ylabel="peak memory ({unit})",
+                        metric=METRICS["peak_mem_bytes"],
+                    ),
+                )
+            )
+        if sp["speedup"].notna().any() and (sp["arch"] != baseline).any():
+            specs.append(
+                (
+                    "speedup",
+                    f"Speedup over `{baseline}` with 95% bootstrap CI",
+                    lambda w, sp=sp: figures.plot_speedup(sp, baseline, styles=styles, width=w),
+                )
+            )
+        if key["workload"] == "stream" and g["time_per_token_s"].notna().any():
+            specs.append(
+                (
+                    "latency",
+                    "Streaming: mean per-token latency over a stream of n tokens",
+                    lambda w, g=g: figures.plot_vs_length(
+                        g,
+                        "time_per_token_s",
+                        styles=styles,
+                        width=w,
+                        ylabel="time per token ({unit})",
+                        metric=METRICS["time_per_token_s"],
+                    ),
+                )
+            )
+        lines.append(f"### {key['workload']}" + (f" ({extra})" if extra else ""))
+        lines.append("")
+        for kind, caption, make in specs:
+            stems = {}
+            for w in widths:
+                fig = make(w)
+                stem = out / "figures" / f"{kind}_{name}_{w}"
+                try:
+                    figures.save(fig, stem, formats, dpi)
+                except OSError as exc:
+                    raise UsageError(f"cannot write {stem}: {exc.strerror}") from None
+                stems[w] = stem
+            show = stems.get("double") or next(iter(stems.values()))
+            files = " · ".join(
+                f"[{w} {fmt}]({_rel(s.with_suffix('.' + fmt), out)})"
+                for w, s in stems.items()
+                for fmt in formats
+            )
+            lines.append(f"**{caption}** — {files}")
+            lines.append("")
+            if "png" in formats:
+                lines.append(f"![{kind} {key['workload']}]({_rel(show.with_suffix('.png'), out)})")
+                lines.append("")
+    return lines
+
+
+def _failures(df: pd.DataFrame) -> list[str]:
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return ["All cells finished."]
+    lines = ["| device | workload | arch | n | status | message |", "|---|---|---|---:|---|---|"]
+    for r in bad.sort_values(["device_label", "workload", "arch", "seq_len"]).itertuples():
+        msg = str(r.message or "").replace("|", "\\|").replace("\n", " ")
+        msg = msg[:117] + "…" if len(msg) > 120 else msg
+        lines.append(
+            f"| {r.device_label} | {r.workload} | `{r.arch}` | {r.seq_len} | {r.status} | {msg} |"
+        )
+    return lines
+
+
+def build_report(
+    dirs: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    baseline: str = "lmu",
+    preset: str = "default",
+    widths: tuple[str, ...] = ("single", "double"),
+    formats: tuple[str, ...] = ("pdf", "svg", "png"),
+    dpi: int = 300,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Path:
+    """Write the whole report and return the path of its ``index.md``."""
+    from harness.report.figures import FORMATS
+
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    for w in widths:
+        if w not in WIDTHS:
+            raise UsageError(f"unknown width {w!r}; valid choices: {', '.join(WIDTHS)}")
+    for f in formats:
+        if f not in FORMATS:
+            raise UsageError(f"unknown format {f!r}; valid choices: {', '.join(FORMATS)}")
+    dirs = list(dirs)
+    df = load_runs(dirs)
+    check_baseline(df, baseline)
+    notes = []
+    if preset == "paper":
+        if PAPER_WORKLOAD not in set(df["workload"]):
+            raise UsageError(
+                f"the paper preset needs {PAPER_WORKLOAD!r} records; workloads "
+                f"present: {', '.join(sorted(df['workload'].unique()))}"
+            )
+        df = df[(df["workload"] == PAPER_WORKLOAD) & df["arch"].isin(PAPER_ARCHS)]
+        check_baseline(df, baseline)
+        missing = [a for a in PAPER_ARCHS if a not in set(df["arch"])]
+        if missing:
+            notes.append(f"Not in the run(s), so not shown: {', '.join(missing)}.")
+    out = prepare_out(Path(out) if out is not None else Path(dirs[0]) / "report")
+    styles = arch_styles(df["arch"], first=baseline)
+    speed = speedup_table(df, baseline, n_resamples=n_resamples, seed=seed)
+    _write_csv(df.drop(columns=["samples"]), out / "results.csv")
+    exps = scaling_table(df)
+    _write_csv(exps, out / "scaling.csv")
+
+    lines = [f"# seqbench report{' (paper preset)' if preset == 'paper' else ''}", ""]
+    lines += [
+        f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
+        "time; a dagger (†) marks a cell whose samples were noisy (IQR/median above the "
+        "runner's threshold). Failed cells show their status instead of a number.",
+        "",
+    ]
+    lines += [f"> {n}" for n in notes] + ([""] if notes else [])
+    lines += ["## Runs", "", to_markdown(run_summaries(dirs, df).set_index("run"), "run"), ""]
+    lines += ["## Figures", ""]
+    lines += write_figures(df, speed, styles, baseline, out, widths, formats, dpi, preset)
+    if not exps.empty:
+        e = exps.assign(fit=[f"{x:.2f}" for x in exps["exponent"]])
+        grid = e.pivot_table(
+            index="arch", columns=["device_label", "workload"], values="fit", aggfunc="first"
+        )
+        grid.columns = [f"{w} ({d})" for d, w in grid.columns]
+        lines += [
+            "## Scaling exponents",
+            "",
+            "Slope of log(median time) on log(n) over each architecture's completed "
+            "lengths ([scaling.csv](scaling.csv) has the standard errors and ranges).",
+            "",
+            to_markdown(grid.fillna("n/a")),
+            "",
+        ]
+    lines += ["## Tables", ""]
+    lines += write_tables(df, speed, styles, baseline, out, n_resamples)
+    lines += ["## Failed and skipped cells", ""] + _failures(df) + [""]
+    lines += ["All records, one row per cell: [results.csv](results.csv).", ""]
+    index = out / "index.md"
+    _write(index, "\n".join(lines))
+    return index
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as exc:
+        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to combine")
+    p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
+    p.add_argument("--out", default=None, help="report directory (default RUN_DIR/report/)")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=PRESETS,
+        help="'paper': training time per step of the parallel-LMU comparison",
+    )
+    p.add_argument(
+        "--widths",
+        default="single,double",
+        help=f"figure widths, comma separated ({', '.join(WIDTHS)})",
+    )
+    p.add_argument("--formats", default="pdf,svg,png", help="figure formats (pdf, svg, png)")
+    p.add_argument("--dpi", type=int, default=300, help="PNG resolution")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per cell")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.dpi <= 0 or args.resamples <= 0:
+        raise UsageError(
+            f"--dpi and --resamples must be positive, got {args.dpi}, {args.resamples}"
+        )
+    index = build_report(
+        args.run_dirs,
+        args.out,
+        baseline=args.baseline,
+        preset=args.preset,
+        widths=tuple(w.strip() for w in args.widths.split(",") if w.strip()),
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+        dpi=args.dpi,
+        n_resamples=args.resamples,
+        seed=args.seed,
+    )
+    print(f"report written: {index}")
+    return 0

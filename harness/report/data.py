@@ -1,0 +1,120 @@
+"""Load one or several run directories into one DataFrame with a device label per row.
+
+A run directory is ``DIR/records.jsonl`` plus ``DIR/env.json``. Rows keep the latest record
+of each cell per directory, and gain ``run_dir``, ``hostname``, ``device_name`` and
+``device_label`` (what figures and tables are faceted by).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.results import ResultStore, read_records
+
+# Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
+FACET_KEYS = ("device_label", "workload", "preset", "batch", "dtype", "compile", "overrides_key")
+
+
+def device_label(device: str, device_name: str | None) -> str:
+    """A human label for a record's device: the env's ``device_name`` when it describes it.
+
+    A run's ``env.json`` names one device; a CPU record of a GPU run must not borrow the
+    GPU's name, so the name is used only when its kind matches the record's device.
+    """
+    kind = device.split(":")[0]
+    name = (device_name or "").strip()
+    if not name:
+        return device
+    if name.lower().startswith("cpu:"):
+        return f"CPU: {name[4:].strip()}" if kind == "cpu" else device
+    if kind == "cpu":
+        return device
+    return name
+
+
+def read_env(d: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        return ResultStore(d).env()
+    except (json.JSONDecodeError, OSError) as exc:
+        raise UsageError(f"cannot read {Path(d) / 'env.json'}: {exc}") from None
+
+
+def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
+    """The latest record per cell of one run directory, with env columns added."""
+    recs = read_records(d)  # UsageError: missing dir, no records, other schema version
+    latest = {r.cell_id: r for r in recs}
+    df = pd.DataFrame([asdict(r) for r in latest.values()])
+    env = read_env(d)
+    df["run_dir"] = str(d)
+    df["hostname"] = env.get("hostname") or (df["host"] if "host" in df else "")
+    df["device_name"] = env.get("device_name") or ""
+    df["device_label"] = [device_label(dev, env.get("device_name")) for dev in df["device"]]
+    df["overrides_key"] = [
+        ",".join(f"{k}={v}" for k, v in sorted((o or {}).items())) for o in df["overrides"]
+    ]
+    return df
+
+
+def _disambiguate(frames: list[pd.DataFrame]) -> None:
+    """Runs sharing a device label and some cells get ``@host`` (or ``@dir``) appended."""
+    seen: dict[str, list[int]] = {}
+    for i, f in enumerate(frames):
+        for label in f["device_label"].unique():
+            seen.setdefault(label, []).append(i)
+    for label, idx in seen.items():
+        if len(idx) < 2:
+            continue
+        cells = [set(frames[i].loc[frames[i]["device_label"] == label, "cell_id"]) for i in idx]
+        if not any(cells[a] & cells[b] for a in range(len(idx)) for b in range(a + 1, len(idx))):
+            continue  # complementary runs on one device: keep them together
+        hosts = [str(frames[i]["hostname"].iloc[0]) for i in idx]
+        use_host = len(set(hosts)) == len(hosts) and all(hosts)
+        for i, host in zip(idx, hosts, strict=True):
+            suffix = host if use_host else Path(frames[i]["run_dir"].iloc[0]).name
+            mask = frames[i]["device_label"] == label
+            frames[i].loc[mask, "device_label"] = f"{label} @{suffix}"
+
+
+def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Several run directories as one DataFrame, faceted by ``device_label``.
+
+    Runs on the same device that measured the same cells stay apart (their labels get the
+    host or directory name) instead of one silently overwriting the other.
+    """
+    if isinstance(dirs, (str, os.PathLike)):
+        dirs = [dirs]
+    dirs = list(dirs)
+    if not dirs:
+        raise UsageError("no run directory given")
+    frames = [load_run(d) for d in dirs]
+    _disambiguate(frames)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_summaries(dirs: Iterable[str | os.PathLike[str]], df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run directory: environment and status counts, for the report's index."""
+    rows = []
+    for d in dirs:
+        env = read_env(d)
+        sub = df[df["run_dir"] == str(d)]
+        counts = sub["status"].value_counts()
+        rows.append(
+            {
+                "run": str(d),
+                "device": ", ".join(sorted(sub["device_label"].unique())),
+                "host": env.get("hostname", ""),
+                "torch": env.get("torch", ""),
+                "commit": str(env.get("git_commit", ""))[:10],
+                "cells": len(sub),
+                **{s: int(counts.get(s, 0)) for s in ("ok", "oom", "timeout", "error", "skipped")},
+            }
+        )
+    return pd.DataFrame(rows)

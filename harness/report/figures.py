@@ -1,0 +1,419 @@
+"""Figures: metric vs sequence length (log–log, fitted exponents), speedup vs length, paper.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot, no
+display, no global state) under seaborn's "ticks" style and a width-specific rc context.
+Each facet (one device) is a panel with its own legend below it, so legends never cover
+data. Cells that failed (OOM, timeout, error) have no value to plot: they are drawn in a
+narrow "failed" strip above the panel, at the length where they failed, with the status
+marker in the architecture's colour — visibly outside the data, never mistaken for a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+from harness.report.scaling import fit_exponent
+from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
+from harness.report.tables import Metric, pick_unit
+
+FORMATS = ("pdf", "svg", "png")
+FAILED = tuple(FAILURE_MARKERS)
+
+
+@dataclass
+class Panel:
+    ax: Axes  # the data
+    strip: Axes | None  # failure strip above it (None when the figure has no failures)
+
+
+def _fmt_len(n: float, _pos: object = None) -> str:
+    n = int(round(n))
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20}M"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n >> 10}k"
+    return str(n)
+
+
+def _layout(n_facets: int, width: str) -> tuple[int, int]:
+    """Single column stacks facets; double column puts up to three side by side."""
+    if width == "single":
+        return n_facets, 1
+    cols = min(n_facets, 3)
+    return math.ceil(n_facets / cols), cols
+
+
+def legend_columns(n_facets: int, width: str, n_items: int) -> int:
+    """As many legend columns as fit under one panel (about 1.6 in per entry)."""
+    _, cols = _layout(n_facets, width)
+    return max(1, min(n_items, int(WIDTHS[width] / cols / 1.6)))
+
+
+def new_figure(
+    n_facets: int, width: str, legend_rows: int, strip_rows: int
+) -> tuple[Figure, list[Panel]]:
+    """A figure exactly ``WIDTHS[width]`` inches wide; height grows with panels and legend."""
+    if width not in WIDTHS:
+        raise ValueError(f"unknown width {width!r}; valid choices: {', '.join(WIDTHS)}")
+    rows, cols = _layout(n_facets, width)
+    panel_h = 2.0 if width == "single" else 2.4
+    strip_h = 0.0 if strip_rows == 0 else 0.08 + 0.15 * strip_rows
+    legend_h = 0.15 * legend_rows + 0.12
+    fig = Figure(
+        figsize=(WIDTHS[width], rows * (panel_h + strip_h + legend_h)), layout="constrained"
+    )
+    if strip_rows:
+        ratios = [strip_h, panel_h] * rows
+        grid = fig.add_gridspec(2 * rows, cols, height_ratios=ratios)
+    else:
+        grid = fig.add_gridspec(rows, cols)
+    panels = []
+    for i in range(n_facets):
+        r, c = divmod(i, cols)
+        if strip_rows:
+            ax = fig.add_subplot(grid[2 * r + 1, c])
+            strip = fig.add_subplot(grid[2 * r, c], sharex=ax)
+        else:
+            ax, strip = fig.add_subplot(grid[r, c]), None
+        panels.append(Panel(ax, strip))
+    return fig, panels
+
+
+def _style_len_axis(ax: Axes, lens: Iterable[int]) -> None:
+    lens = sorted({int(n) for n in lens})
+    ax.set_xscale("log", base=2)
+    # label every length if few, else every other one so labels never collide
+    step = 1 if len(lens) <= 7 else 2
+    ax.xaxis.set_major_locator(FixedLocator(lens[::step]))
+    ax.xaxis.set_major_formatter(FuncFormatter(_fmt_len))
+    ax.xaxis.set_minor_locator(FixedLocator(lens))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lens[0] / 1.3, lens[-1] * 1.3)
+    ax.set_xlabel("sequence length $n$")
+
+
+def _set_value_axis(ax: Axes, lo: float, hi: float) -> None:
+    """Log y with plain-number ticks (the unit is in the label).
+
+    A range under about two decades gets 1-2-5 ticks, so it is never left with a single
+    labelled tick nor crowded with minor labels.
+    """
+    lo, hi = lo / 1.5, hi * 1.5
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) < 2.2 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _strip_rows(d: pd.DataFrame) -> int:
+    """How many failure markers share one length at most (rows the strip needs)."""
+    fails = d[d["status"].isin(FAILED)]
+    if fails.empty:
+        return 0
+    return int(fails.groupby(["device_label", "seq_len"]).size().max())
+
+
+def _draw_strip(panel: Panel, d: pd.DataFrame, styles: dict[str, ArchStyle], rows: int) -> set[str]:
+    """Failure markers at their lengths in the strip above the panel; returns statuses shown."""
+    shown: set[str] = set()
+    strip = panel.strip
+    if strip is None:
+        return shown
+    fails = d[d["status"].isin(FAILED)]
+    size = mpl.rcParams["lines.markersize"] + 1.5
+    for n, g in fails.groupby("seq_len"):
+        for k, r in enumerate(g.sort_values("arch").itertuples(index=False)):
+            st = styles[r.arch]
+            strip.plot(
+                [n],
+                [k],
+                linestyle="none",
+                marker=FAILURE_MARKERS[r.status][0],
+                color=st.color,
+                markersize=size,
+                markeredgewidth=0.3,
+                clip_on=False,
+            )
+            shown.add(r.status)
+    strip.set_ylim(-0.7, rows - 0.3)
+    strip.yaxis.set_major_locator(NullLocator())
+    strip.yaxis.set_minor_locator(NullLocator())
+    strip.set_ylabel("failed", rotation=0, ha="right", va="center", fontsize="small", color="0.35")
+    strip.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
+    strip.set_facecolor("0.95")
+    for side in ("top", "right", "left", "bottom"):
+        strip.spines[side].set_visible(False)
+    return shown
+
+
+def _failure_handles(statuses: set[str]) -> list[Line2D]:
+    return [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=FAILURE_MARKERS[s][0],
+            color="0.3",
+            markersize=mpl.rcParams["lines.markersize"] + 1.5,
+            markeredgewidth=0.3,
+            label=FAILURE_MARKERS[s][1],
+        )
+        for s in FAILED
+        if s in statuses
+    ]
+
+
+def _arch_handle(st: ArchStyle, label: str) -> Line2D:
+    return Line2D(
+        [],
+        [],
+        color=st.color,
+        marker=st.marker,
+        markeredgecolor="white",
+        markeredgewidth=0.4,
+        label=label,
+    )
+
+
+def _finish_panel(
+    panel: Panel,
+    title: str,
+    ylabel: str,
+    lens,
+    handles: list,
+    ncol: int,
+    legend_title: str | None = None,
+) -> None:
+    ax = panel.ax
+    _style_len_axis(ax, lens)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", axis="both")
+    sns.despine(ax=ax)
+    (panel.strip or ax).set_title(title, loc="left")
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.24),
+            ncol=ncol,
+            handlelength=1.6,
+            columnspacing=1.0,
+            borderaxespad=0.0,
+            title=legend_title,
+        )
+
+
+def _freeze(fig: Figure) -> Figure:
+    """Lay out once, inside the plot's rc context, then fix the positions.
+
+    Sizes are in inches, so the layout holds for every format and dpi; each save is then
+    one plain draw instead of a constrained-layout solve, and ticks made at draw time get
+    this figure's font sizes rather than the global defaults.
+    """
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    return fig
+
+
+def _title(dev: str, devices: list[str]) -> str:
+    return dev if len(devices) > 1 or dev != "cpu" else ""
+
+
+def plot_vs_length(
+    df: pd.DataFrame,
+    value: str,
+    *,
+    styles: dict[str, ArchStyle],
+    width: str = "double",
+    ylabel: str,
+    fit: bool = True,
+    annotate_speedup_over: str | None = None,
+    metric: Metric | None = None,
+) -> Figure:
+    """``value`` vs sequence length on log–log axes, one panel per device label.
+
+    With ``fit`` each legend entry carries the arch's fitted exponent over the lengths it
+    completed. ``annotate_speedup_over`` writes, at each arch's longest length where it and
+    that baseline both finished, how many times faster it is than the baseline there.
+    With ``metric`` the values are shown in one unit picked for the data (``{unit}`` in
+    ``ylabel`` is replaced by it), so ticks read "10 ms" rather than "10^-2 s".
+    """
+    if metric is not None:
+        unit, div = pick_unit(df.loc[df["status"] == "ok", value].astype(float), metric)
+        df = df.assign(**{value: df[value] / div})
+        ylabel = ylabel.format(unit=unit)
+    devices = sorted(df["device_label"].unique())
+    archs = [a for a in styles if a in set(df["arch"])]
+    statuses = set(df["status"]) & set(FAILED)
+    ncol = legend_columns(len(devices), width, len(archs) + len(statuses))
+    rows = _strip_rows(df)
+    with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
+        legend_rows = math.ceil((len(archs) + len(statuses)) / ncol) + bool(annotate_speedup_over)
+        fig, panels = new_figure(len(devices), width, legend_rows, rows)
+        for panel, dev in zip(panels, devices, strict=True):
+            ax = panel.ax
+            d = df[df["device_label"] == dev]
+            ok = d[(d["status"] == "ok") & d[value].notna() & (d[value] > 0)]
+            handles = []
+            for arch in archs:
+                if not (d["arch"] == arch).any():
+                    continue
+                st = styles[arch]
+                g = ok[ok["arch"] == arch].sort_values("seq_len")
+                label = arch
+                if fit and g["seq_len"].nunique() >= 2:
+                    e = fit_exponent(g["seq_len"], g[value]).exponent
+                    label = f"{arch} ($n^{{{e:.2f}}}$)"
+                ax.plot(
+                    g["seq_len"],
+                    g[value],
+                    color=st.color,
+                    marker=st.marker,
+                    markeredgecolor="white",
+                    markeredgewidth=0.4,
+                )
+                handles.append(_arch_handle(st, label))
+            if not ok.empty:
+                _set_value_axis(ax, ok[value].min(), ok[value].max())
+            shown = _draw_strip(panel, d, styles, rows)
+            note = (
+                f"N× = speedup over {annotate_speedup_over} at the longest common length"
+                if annotate_speedup_over
+                else None
+            )
+            _finish_panel(
+                panel,
+                _title(dev, devices),
+                ylabel,
+                d["seq_len"],
+                handles + _failure_handles(shown),
+                ncol,
+                note,
+            )
+            if annotate_speedup_over:
+                _annotate_speedups(ax, ok, value, annotate_speedup_over, styles)
+        return _freeze(fig)
+
+
+def _annotate_speedups(ax: Axes, ok: pd.DataFrame, value: str, baseline: str, styles) -> None:
+    base = ok[ok["arch"] == baseline].set_index("seq_len")[value]
+    for arch, g in ok[ok["arch"] != baseline].groupby("arch"):
+        common = g[g["seq_len"].isin(base.index)]
+        if common.empty or arch not in styles:
+            continue
+        last = common.loc[common["seq_len"].idxmax()]
+        s = base[last["seq_len"]] / last[value]
+        text = f"{s:.0f}×" if s >= 10 else f"{s:.1f}×"
+        ax.annotate(
+            text,
+            (last["seq_len"], last[value]),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            ha="left",
+            color=styles[arch].color,
+            fontsize=mpl.rcParams["font.size"] - 1,
+            bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(lo, hi * 1.6)  # room for the labels right of the last points
+
+
+def plot_speedup(
+    speed: pd.DataFrame, baseline: str, *, styles: dict[str, ArchStyle], width: str = "double"
+) -> Figure:
+    """Speedup over ``baseline`` vs length with bootstrap CI bars; 1× drawn as a reference."""
+    devices = sorted(speed["device_label"].unique())
+    others = speed[speed["arch"] != baseline]
+    archs = [a for a in styles if a in set(others["arch"])]
+    statuses = set(others["status"]) & set(FAILED)
+    ncol = legend_columns(len(devices), width, len(archs) + len(statuses))
+    rows = _strip_rows(others)
+    with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
+        fig, panels = new_figure(
+            len(devices), width, math.ceil((len(archs) + len(statuses)) / ncol), rows
+        )
+        for panel, dev in zip(panels, devices, strict=True):
+            ax = panel.ax
+            d = others[others["device_label"] == dev]
+            ok = d[d["speedup"].notna()]
+            handles = []
+            ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--", zorder=1)
+            for arch in archs:
+                if not (d["arch"] == arch).any():
+                    continue
+                st = styles[arch]
+                g = ok[ok["arch"] == arch].sort_values("seq_len")
+                lo = (g["speedup"] - g["ci_low"]).clip(lower=0).fillna(0)
+                hi = (g["ci_high"] - g["speedup"]).clip(lower=0).fillna(0)
+                ax.errorbar(
+                    g["seq_len"],
+                    g["speedup"],
+                    yerr=[lo, hi],
+                    color=st.color,
+                    marker=st.marker,
+                    markeredgecolor="white",
+                    markeredgewidth=0.4,
+                    capsize=1.5,
+                    elinewidth=0.7,
+                )
+                handles.append(_arch_handle(st, arch))
+            if not ok.empty:
+                _set_value_axis(
+                    ax,
+                    min(ok["ci_low"].min(), ok["speedup"].min(), 1.0),
+                    max(ok["ci_high"].max(), ok["speedup"].max(), 1.0),
+                )
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y:g}×"))
+            shown = _draw_strip(panel, d, styles, rows)
+            _finish_panel(
+                panel,
+                _title(dev, devices),
+                f"speedup over {baseline}",
+                speed.loc[speed["device_label"] == dev, "seq_len"],
+                handles + _failure_handles(shown),
+                ncol,
+            )
+        return _freeze(fig)
+
+
+def save(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS, dpi: int = 300) -> list[Path]:
+    """Write ``stem.{pdf,svg,png}`` at the figure's exact size (no tight-bbox cropping).
+
+    TrueType fonts are embedded in PDF (fonttype 42; journals reject Type 3), SVG keeps
+    text as text, and volatile metadata (dates, versions) is dropped so reruns are identical.
+    """
+    out = []
+    rc = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "seqbench"}
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown figure format {fmt!r}; valid choices: {', '.join(FORMATS)}")
+        path = stem.with_suffix(f".{fmt}")
+        with mpl.rc_context(rc):
+            fig.savefig(path, dpi=dpi, format=fmt, metadata=_metadata(fmt))
+        out.append(path)
+    return out
+
+
+def _metadata(fmt: str) -> dict[str, str | None]:
+    if fmt == "png":
+        return {"Software": None}
+    if fmt == "pdf":
+        return {"Creator": "seqbench", "Producer": None, "CreationDate": None}
+    if fmt == "svg":
+        return {"Date": None, "Creator": None}
+    return {}

@@ -1,0 +1,251 @@
+"""Speedup and absolute tables: tidy DataFrames, then Markdown, LaTeX (booktabs) and CSV.
+
+Every (arch, seq_len) of a facet gets a cell: a number, or the status that explains why
+there is none (OOM, timeout, error, skipped, not run) — never a silent gap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.report.bootstrap import ratio_ci
+from harness.report.data import FACET_KEYS
+
+STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
+NOT_RUN = "n/a"
+NOISY_MARK = "\u2020"  # dagger: IQR/median above the runner's noise threshold
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A record column shown as a table: its title and how its numbers are scaled."""
+
+    column: str
+    title: str
+    units: tuple[tuple[str, float], ...]  # (unit label, divisor), smallest first
+
+
+METRICS = {
+    "time_median_s": Metric(
+        "time_median_s", "median time", (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0))
+    ),
+    "time_per_token_s": Metric(
+        "time_per_token_s", "time per token", (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1))
+    ),
+    "peak_mem_bytes": Metric(
+        "peak_mem_bytes", "peak memory", (("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30))
+    ),
+    "state_bytes": Metric(
+        "state_bytes", "state size", (("B", 1), ("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30))
+    ),
+    "tokens_per_s": Metric(
+        "tokens_per_s", "throughput", (("tok/s", 1), ("k tok/s", 1e3), ("M tok/s", 1e6))
+    ),
+}
+
+
+def fmt_number(x: float) -> str:
+    """Three significant figures without scientific notation for the usual ranges."""
+    if x is None or not math.isfinite(x):
+        return "nan"
+    ax = abs(x)
+    if ax >= 100:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:#.3g}"
+
+
+def pick_unit(values: pd.Series, metric: Metric) -> tuple[str, float]:
+    """The largest unit that keeps the table's median value at or above 1."""
+    v = values.dropna()
+    v = v[v > 0]
+    if v.empty:
+        return metric.units[-1 if metric.column == "tokens_per_s" else 0]
+    med = float(v.median())
+    chosen = metric.units[0]
+    for label, div in metric.units:
+        if med / div >= 1:
+            chosen = (label, div)
+    return chosen
+
+
+def _failure_text(status: str) -> str:
+    return STATUS_TEXT.get(status, status)
+
+
+def _facets(df: pd.DataFrame) -> list[tuple[dict[str, object], pd.DataFrame]]:
+    keys = [k for k in FACET_KEYS if k in df.columns]
+    return [
+        (dict(zip(keys, key, strict=True)), g)
+        for key, g in df.groupby(keys, sort=True, dropna=False)
+    ]
+
+
+def check_baseline(df: pd.DataFrame, baseline: str) -> None:
+    archs = sorted(df["arch"].unique())
+    if baseline not in archs:
+        raise UsageError(
+            f"baseline {baseline!r} is not in the run(s); architectures present: {', '.join(archs)}"
+        )
+
+
+def speedup_table(
+    df: pd.DataFrame,
+    baseline: str = "lmu",
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Tidy speedups: one row per facet × arch × seq_len, ``baseline time / arch time``.
+
+    Columns: facet keys, ``arch``, ``seq_len``, ``status`` (the arch's), ``base_status``,
+    ``speedup`` (ratio of the records' medians), ``ci_low``/``ci_high`` (percentile bootstrap
+    of the ratio of medians from both cells' samples) and ``noisy`` (either side noisy).
+    """
+    check_baseline(df, baseline)
+    rows = []
+    for facet, g in _facets(df):
+        base = g[g["arch"] == baseline].set_index("seq_len")
+        for r in g.itertuples(index=False):
+            row = {**facet, "arch": r.arch, "seq_len": int(r.seq_len), "status": r.status}
+            b = base.loc[r.seq_len] if r.seq_len in base.index else None
+            row["base_status"] = None if b is None else b["status"]
+            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, noisy=bool(r.noisy))
+            if b is not None and r.status == "ok" and b["status"] == "ok":
+                row["noisy"] = bool(r.noisy) or bool(b["noisy"])
+                if r.arch == baseline:
+                    row.update(speedup=1.0, ci_low=1.0, ci_high=1.0)
+                else:
+                    ci = ratio_ci(
+                        b["samples"],
+                        r.samples,
+                        confidence=confidence,
+                        n_resamples=n_resamples,
+                        seed=seed,
+                    )
+                    row.update(
+                        speedup=float(b["time_median_s"]) / float(r.time_median_s),
+                        ci_low=ci.low,
+                        ci_high=ci.high,
+                    )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Tidy absolute values of one record column (``time_median_s``, ``peak_mem_bytes`` …)."""
+    if metric not in df.columns:
+        raise ValueError(f"unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
+    keys = [k for k in FACET_KEYS if k in df.columns]
+    out = df[keys + ["arch", "seq_len", "status", "noisy", metric]].copy()
+    out = out.rename(columns={metric: "value"})
+    out["metric"] = metric
+    return out.reset_index(drop=True)
+
+
+def _grid(long: pd.DataFrame, text: Callable[[pd.Series], str], arch_order: list[str]):
+    """Arch × seq_len grid of display strings; missing combinations read ``n/a``."""
+    lens = sorted(long["seq_len"].unique())
+    archs = [a for a in arch_order if a in set(long["arch"])]
+    grid = pd.DataFrame(NOT_RUN, index=pd.Index(archs), columns=pd.Index(lens), dtype=object)
+    for _, r in long.iterrows():
+        grid.loc[r["arch"], r["seq_len"]] = text(r)
+    return grid
+
+
+def speedup_grid(long: pd.DataFrame, arch_order: list[str], *, ci: bool = True) -> pd.DataFrame:
+    """Display grid of one facet's speedups: ``3.21 [3.10, 3.32]``, or why there is none."""
+
+    def text(r: pd.Series) -> str:
+        if r["status"] != "ok":
+            return _failure_text(r["status"])
+        if r["base_status"] is None or (isinstance(r["base_status"], float)):
+            return "no baseline"
+        if r["base_status"] != "ok":
+            return f"baseline {_failure_text(r['base_status'])}"
+        s = fmt_number(r["speedup"])
+        if ci and math.isfinite(r["ci_low"]) and r["ci_low"] != r["ci_high"]:
+            s += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
+        return s + (NOISY_MARK if r["noisy"] else "")
+
+    return _grid(long, text, arch_order)
+
+
+def metric_grid(long: pd.DataFrame, metric: str, arch_order: list[str]) -> tuple[pd.DataFrame, str]:
+    """Display grid of one facet's absolute values in one unit (returned with the grid)."""
+    m = METRICS[metric]
+    ok = long["status"] == "ok"
+    unit, div = pick_unit(long.loc[ok, "value"].astype(float), m)
+
+    def text(r: pd.Series) -> str:
+        if r["status"] != "ok":
+            return _failure_text(r["status"])
+        if r["value"] is None or not math.isfinite(float(r["value"])):
+            return "not measured"
+        return fmt_number(float(r["value"]) / div) + (
+            NOISY_MARK if r["noisy"] and metric.startswith("time") else ""
+        )
+
+    return _grid(long, text, arch_order), unit
+
+
+# ---------------------------------------------------------------- writers
+
+
+def to_markdown(grid: pd.DataFrame, corner: str = "arch \\ n") -> str:
+    """A GitHub-flavoured Markdown table (pandas' own needs the optional ``tabulate``)."""
+    head = [corner] + [str(c) for c in grid.columns]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":---"] + ["---:"] * len(grid.columns)) + "|",
+    ]
+    for idx, row in grid.iterrows():
+        cells = [f"`{idx}`"] + [str(v).replace("|", "\\|") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(s: str) -> str:
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s)
+    return (
+        out.replace(NOISY_MARK, r"\textsuperscript{\dag}")
+        .replace("µ", r"\textmu{}")
+        .replace("×", r"$\times$")
+    )
+
+
+def to_latex(grid: pd.DataFrame, comment: str = "") -> str:
+    """A bare booktabs ``tabular`` (pandas Styler) to ``\\input`` inside your own table."""
+    g = grid.copy()
+    g.index = [latex_escape(str(i)) for i in g.index]
+    g.columns = [f"$n={c}$" for c in g.columns]
+    g = g.map(lambda v: latex_escape(str(v)))
+    body = g.style.to_latex(hrules=True, column_format="l" + "r" * len(g.columns))
+    head = "% generated by seqbench (python -m harness report); needs \\usepackage{booktabs}\n"
+    if comment:
+        head += "".join(f"% {line}\n" for line in comment.splitlines())
+    return head + body

@@ -1,0 +1,331 @@
+"""Report: scaling fits, speedup tables, failed cells, LaTeX structure, figure sizes, CLI errors.
+
+Records are synthetic with known laws and known medians, written through ResultStore so
+the format is the one the runner produces.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main as cli_main
+from harness.errors import UsageError
+from harness.records import Cell, Record
+from harness.report import build_report, load_runs, speedup_table
+from harness.report.bootstrap import ratio_ci
+from harness.report.scaling import fit_exponent, scaling_table
+from harness.report.tables import latex_escape, speedup_grid, to_latex
+from harness.results import ResultStore
+
+LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+def add(
+    store: ResultStore,
+    arch: str,
+    n: int,
+    status: str = "ok",
+    *,
+    median: float | None = None,
+    workload: str = "forward",
+    device: str = "cpu",
+    rng=None,
+    k: int = 7,
+    noise: float = 0.02,
+    **kw,
+) -> Record:
+    """Append one record; ``median`` is the exact median of its samples."""
+    cell = Cell.make(arch=arch, workload=workload, seq_len=n, batch=4, device=device)
+    if status != "ok":
+        rec = Record.for_cell(cell, status, message=f"synthetic {status}", **kw)
+    else:
+        rng = rng or np.random.default_rng(abs(hash((arch, n))) % 2**32)
+        # symmetric noise around the median, so median(samples) == median exactly
+        half = rng.uniform(0, noise, size=k // 2)
+        samples = median * np.concatenate([1 - half, [1.0], 1 + half])
+        rec = Record.for_cell(
+            cell,
+            "ok",
+            samples=[float(s) for s in samples],
+            time_median_s=median,
+            time_min_s=float(samples.min()),
+            n_samples=k,
+            **kw,
+        )
+    store.append(rec)
+    return rec
+
+
+def realistic_run(
+    root: Path, device: str = "cpu", device_name: str = "cpu: AMD EPYC 7763", *, seed: int = 0
+) -> Path:
+    """Five archs over 256..16384, one OOM (transformer) and one timeout (lstm)."""
+    store = ResultStore(root).ensure()
+    store.write_env(
+        {
+            "device_name": device_name,
+            "hostname": f"host-{device}",
+            "torch": "2.13.0",
+            "git_commit": "abc1234def",
+        }
+    )
+    rng = np.random.default_rng(seed)
+    laws = {
+        "lmu": lambda n: 2e-6 * n,
+        "lmu-fft": lambda n: 4e-8 * n * math.log2(n),
+        "lmu-conv": lambda n: 1e-9 * n * n + 1e-4,
+        "lstm": lambda n: 3e-6 * n,
+        "transformer": lambda n: 2e-10 * n * n + 2e-4,
+    }
+    for arch, law in laws.items():
+        for n in LENS:
+            if arch == "transformer" and n == 16384:
+                add(store, arch, n, "oom", device=device)
+                continue
+            if arch == "lstm" and n == 16384:
+                add(store, arch, n, "timeout", device=device)
+                continue
+            mem = int(1e5 * n * (n / 1024 if arch == "transformer" else 1))
+            add(
+                store,
+                arch,
+                n,
+                median=law(n),
+                device=device,
+                rng=rng,
+                peak_mem_bytes=mem,
+                tokens_per_s=4 * n / law(n),
+            )
+        for n in LENS[:4]:
+            add(
+                store,
+                arch,
+                n,
+                workload="stream",
+                device=device,
+                rng=rng,
+                median=law(n) * 20,
+                time_per_token_s=law(n) * 20 / n,
+                state_bytes=1000 * (n if arch == "transformer" else 1),
+            )
+    return root
+
+
+# ------------------------------------------------------------------ scaling
+
+
+def test_exponent_of_n_squared_is_two(tmp_path):
+    store = ResultStore(tmp_path).ensure()
+    rng = np.random.default_rng(1)
+    lens = [2**k for k in range(8, 17)]
+    for n in lens:  # 2% multiplicative noise on the medians
+        add(store, "quad", n, median=3e-9 * n**2 * float(rng.uniform(0.98, 1.02)))
+    fits = scaling_table(load_runs(tmp_path))
+    assert fits["exponent"].item() == pytest.approx(2.0, abs=0.02)
+
+
+def test_exponent_of_n_log_n_matches_reference_fit():
+    lens = np.array([2.0**k for k in range(8, 17)])
+    t = 5e-9 * lens * np.log(lens)
+    # independent reference: the least-squares slope written out by hand
+    x, y = np.log(lens), np.log(t)
+    ref = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    fit = fit_exponent(lens, t)
+    assert fit.exponent == pytest.approx(ref, rel=1e-12)
+    assert fit.exponent == pytest.approx(1.1, abs=0.05)  # 1 + 1/ln n averaged over the range
+
+
+def test_fit_needs_two_lengths():
+    with pytest.raises(ValueError, match="two distinct"):
+        fit_exponent([256, 256], [1.0, 2.0])
+
+
+# ------------------------------------------------------------------ speedups
+
+
+def test_known_speedups_are_exact_and_failures_are_named(tmp_path):
+    store = ResultStore(tmp_path).ensure()
+    for n, base in [(256, 0.010), (512, 0.030)]:
+        add(store, "lmu", n, median=base)
+        add(store, "fast", n, median=base / 4)  # exactly 4× faster
+        add(store, "slow", n, median=base * 2)  # 0.5×
+    add(store, "lmu", 1024, median=0.1)
+    add(store, "fast", 1024, "oom")
+    add(store, "slow", 1024, "timeout")
+    add(store, "lmu", 2048, "oom")
+    add(store, "fast", 2048, median=0.2)
+    long = speedup_table(load_runs(tmp_path), "lmu", n_resamples=200)
+    s = long.set_index(["arch", "seq_len"])
+    assert s.loc[("fast", 256), "speedup"] == pytest.approx(4.0, rel=1e-12)
+    assert s.loc[("fast", 512), "speedup"] == pytest.approx(4.0, rel=1e-12)
+    assert s.loc[("slow", 512), "speedup"] == pytest.approx(0.5, rel=1e-12)
+    assert s.loc[("lmu", 512), "speedup"] == 1.0
+    # the CI brackets the point estimate
+    assert s.loc[("fast", 256), "ci_low"] <= 4.0 <= s.loc[("fast", 256), "ci_high"]
+    grid = speedup_grid(long, ["lmu", "fast", "slow"], ci=False)
+    assert grid.loc["fast", 256] == "4.00"
+    assert grid.loc["slow", 256] == "0.500"
+    assert grid.loc["fast", 1024] == "OOM"
+    assert grid.loc["slow", 1024] == "timeout"
+    assert grid.loc["fast", 2048] == "baseline OOM"
+    assert grid.loc["slow", 2048] == "n/a"  # never measured: said so, not left blank
+    assert not grid.isin(["", None]).any().any()
+
+
+def test_ratio_ci_matches_a_hand_written_bootstrap():
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(0, 0.1, 15), rng.lognormal(-1, 0.1, 15)
+    ci = ratio_ci(a, b, n_resamples=4000, seed=0)
+    ref_rng = np.random.default_rng(123)
+    boot = [
+        np.median(ref_rng.choice(a, len(a))) / np.median(ref_rng.choice(b, len(b)))
+        for _ in range(4000)
+    ]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert ci.ratio == pytest.approx(np.median(a) / np.median(b))
+    assert ci.low == pytest.approx(lo, rel=0.03) and ci.high == pytest.approx(hi, rel=0.03)
+
+
+# ------------------------------------------------------------------ LaTeX
+
+
+def _check_tabular(tex: str) -> None:
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert body.count(r"\begin{tabular}") == 1 and body.count(r"\end{tabular}") == 1
+    order = [
+        body.index(t)
+        for t in (r"\begin{tabular}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}")
+    ]
+    assert order == sorted(order)
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", body):  # braces balance, ignoring escaped ones
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    ncols = len(re.search(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1))
+    rows = [r for r in body.split("\\\\") if "&" in r]
+    assert rows and all(r.count("&") - r.count(r"\&") == ncols - 1 for r in rows)
+
+
+def test_latex_table_structure_and_escaping(tmp_path):
+    realistic_run(tmp_path)
+    df = load_runs(tmp_path)
+    long = speedup_table(df[df["workload"] == "forward"], "lmu", n_resamples=100)
+    tex = to_latex(speedup_grid(long, sorted(df["arch"].unique())))
+    _check_tabular(tex)
+    assert "OOM" in tex and "timeout" in tex
+    assert latex_escape("a_b & 5%†") == r"a\_b \& 5\%\textsuperscript{\dag}"
+
+
+# ------------------------------------------------------------------ whole report
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_from_two_devices(tmp_path):
+    cpu = realistic_run(tmp_path / "cpu")
+    gpu = realistic_run(
+        tmp_path / "gpu", device="cuda", device_name="NVIDIA H100 80GB HBM3", seed=1
+    )
+    out = tmp_path / "rep"
+    rc = cli_main(
+        [
+            "report",
+            str(cpu),
+            str(gpu),
+            "--out",
+            str(out),
+            "--formats",
+            "png",
+            "--widths",
+            "double",
+            "--resamples",
+            "200",
+            "--dpi",
+            "100",
+        ]
+    )
+    assert rc == 0
+    index = (out / "index.md").read_text()
+    for link in re.findall(r"\]\(([^)]+)\)", index):  # every link resolves
+        assert (out / link).exists(), link
+    assert "NVIDIA H100 80GB HBM3" in index and "CPU: AMD EPYC 7763" in index
+    sizes = {p.name: _png_size(p) for p in (out / "figures").glob("*.png")}
+    assert sizes["time_forward_double.png"][0] == 700  # 7 in × 100 dpi
+    assert {
+        "latency_stream_double.png",
+        "speedup_forward_double.png",
+        "memory_forward_double.png",
+    } <= set(sizes)
+    md = (out / "tables" / "speedup_forward_cpu-amd-epyc-7763.md").read_text()
+    assert "| OOM |" in md and "| timeout |" in md
+    _check_tabular((out / "tables" / "speedup_forward_nvidia-h100-80gb-hbm3.tex").read_text())
+
+
+def test_paper_preset_annotates_and_skips_other_archs(tmp_path):
+    run = tmp_path / "run"
+    store = ResultStore(run).ensure()
+    for arch, c in [("lmu", 1e-5), ("lmu-fft", 1e-6), ("lstm", 2e-5), ("other", 1e-6)]:
+        for n in (256, 1024, 4096):
+            add(store, arch, n, workload="train", median=c * n)
+    index = build_report([run], formats=("png",), widths=("single",), dpi=50, n_resamples=50)
+    assert index == run / "report" / "index.md"
+    text = index.read_text()
+    assert "paper preset" not in text  # default preset
+    index = build_report(
+        [run],
+        tmp_path / "p",
+        preset="paper",
+        formats=("png", "pdf", "svg"),
+        widths=("single",),
+        dpi=50,
+        n_resamples=50,
+    )
+    text = index.read_text()
+    assert "`other`" not in text and "lmu-conv, transformer" in text
+    stem = tmp_path / "p" / "figures" / "paper_train_single"
+    assert _png_size(stem.with_suffix(".png"))[0] == 165  # 3.3 in × 50 dpi
+    svg = stem.with_suffix(".svg").read_text()
+    # speedups over lmu at n=4096: lmu-fft 10× faster, lstm half as fast
+    assert ">10×<" in svg and ">0.5×<" in svg and "other" not in svg
+    pdf = stem.with_suffix(".pdf").read_bytes()
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded, no Type 3
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["report", str(empty)]) == 2
+    assert "has no records" in capsys.readouterr().err
+    run = tmp_path / "run"
+    store = ResultStore(run).ensure()
+    add(store, "lmu", 256, median=1.0)
+    add(store, "lstm", 256, median=1.0)
+    assert cli_main(["report", str(run), "--baseline", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "lmu, lstm" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli_main(["report", str(run), "--out", str(blocker / "sub")]) == 2
+    assert "cannot create report directory" in capsys.readouterr().err
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "records.jsonl").write_text('{"schema": 99, "arch": "lmu"}\n')
+    assert cli_main(["report", str(old)]) == 2
+    assert "schema version" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path / "missing")]) == 2
+    with pytest.raises(UsageError, match="unknown width 'huge'"):
+        build_report([run], tmp_path / "o", widths=("huge",))
