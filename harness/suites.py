@@ -100,6 +100,7 @@ class Suite:
                     out.append(cell)
         for cell in out:
             validate_cell(cell)
+        check_configs(out)
         used = {k for c in out for k, _ in c.overrides}
         unused = sorted(set(overrides or {}) - used)
         if unused:
@@ -109,6 +110,21 @@ class Suite:
                 f"choices: {', '.join(sorted({k for a in archs for k in architectures.spec(a).config_keys}))}"
             )
         return out
+
+
+def check_configs(cells: list[Cell]) -> None:
+    """Build each distinct model configuration once (on CPU) so a bad value such as
+    ``--set order=0`` is a usage error now, not a failed cell later."""
+    seen = set()
+    for c in cells:
+        key = (c.arch, c.preset, c.overrides)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            architectures.build(c.arch, preset=c.preset, **dict(c.overrides))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{c.arch} (preset {c.preset!r}, set {dict(c.overrides)}): {exc}") from None
 
 
 def suite_names() -> list[str]:
