@@ -1,0 +1,130 @@
+"""compare: ratios and Mann–Whitney verdicts on seeded synthetic runs, exit codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.cli import main as cli_main
+from harness.compare import compare_runs
+from harness.records import Cell, Record
+from harness.report.data import load_run
+from harness.results import ResultStore
+
+LENS = (256, 1024, 4096)
+ARCHS = ("lmu", "lstm", "transformer")
+
+
+def make_run(
+    root,
+    *,
+    seed: int,
+    slow: dict | None = None,
+    status: dict | None = None,
+    drop=(),
+    extra=(),
+    k: int = 12,
+):
+    """A run whose cells draw ``k`` lognormal samples (3% spread) around a fixed law.
+
+    ``slow`` multiplies the times of the given (arch, n) cells; ``status`` replaces their
+    status; ``drop`` leaves cells out; ``extra`` adds cells.
+    """
+    store = ResultStore(root).ensure()
+    store.write_env({"device_name": "cpu: test", "hostname": "h"})
+    rng = np.random.default_rng(seed)
+    for arch, n in [(a, n) for a in ARCHS for n in LENS if (a, n) not in drop] + list(extra):
+        cell = Cell.make(arch=arch, workload="forward", seq_len=n, batch=2)
+        st = (status or {}).get((arch, n), "ok")
+        if st != "ok":
+            store.append(Record.for_cell(cell, st, message="synthetic"))
+            continue
+        base = 1e-6 * n * (1 + ARCHS.index(arch) if arch in ARCHS else 1)
+        samples = base * (slow or {}).get((arch, n), 1.0) * rng.lognormal(0, 0.03, k)
+        store.append(
+            Record.for_cell(
+                cell,
+                "ok",
+                samples=samples.tolist(),
+                n_samples=k,
+                time_median_s=float(np.median(samples)),
+            )
+        )
+    return root
+
+
+def test_same_distribution_passes(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1)
+    b = make_run(tmp_path / "b", seed=2)
+    res = compare_runs(load_run(a), load_run(b))
+    assert len(res) == len(ARCHS) * len(LENS)
+    assert set(res["verdict"]) <= {"same"}
+    assert cli_main(["compare", str(a), str(b), "--fail-on-regression"]) == 0
+
+
+def test_injected_slowdown_is_flagged(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1)
+    b = make_run(tmp_path / "b", seed=2, slow={("lstm", 1024): 1.3, ("lmu", 4096): 0.7})
+    res = compare_runs(load_run(a), load_run(b)).set_index(["arch", "seq_len"])
+    reg = res.loc[("lstm", 1024)]
+    assert reg["verdict"] == "regression"
+    # reference values computed here from the stored records
+    ra, rb = (ResultStore(d).latest_by_cell() for d in (a, b))
+    cid = reg["cell_id"]
+    assert reg["ratio"] == pytest.approx(rb[cid].time_median_s / ra[cid].time_median_s)
+    assert reg["ratio"] == pytest.approx(1.3, rel=0.05)
+    ref_p = stats.mannwhitneyu(rb[cid].samples, ra[cid].samples).pvalue
+    assert reg["p_value"] == pytest.approx(ref_p) and reg["p_value"] < 1e-4
+    assert res.loc[("lmu", 4096), "verdict"] == "improvement"
+    assert (res.drop(index=[("lstm", 1024), ("lmu", 4096)])["verdict"] == "same").all()
+    assert cli_main(["compare", str(a), str(b)]) == 0  # reported, not failing by default
+    assert cli_main(["compare", str(a), str(b), "--fail-on-regression"]) == 1
+    # a 30% slowdown is within a 50% threshold
+    assert cli_main(["compare", str(a), str(b), "--threshold", "0.5", "--fail-on-regression"]) == 0
+    assert "regression" in capsys.readouterr().out
+
+
+def test_insignificant_change_is_not_a_regression(tmp_path):
+    # two samples per side: Mann–Whitney cannot reach p < 0.05, so a 30% change is n.s.
+    a = make_run(tmp_path / "a", seed=1, k=2)
+    b = make_run(tmp_path / "b", seed=2, k=2, slow={("lstm", 1024): 1.3})
+    res = compare_runs(load_run(a), load_run(b)).set_index(["arch", "seq_len"])
+    assert res.loc[("lstm", 1024), "verdict"] == "slower (n.s.)"
+
+
+def test_failures_and_unmatched_cells_are_listed(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1, status={("lmu", 256): "oom"}, drop=[("lstm", 256)])
+    b = make_run(
+        tmp_path / "b",
+        seed=2,
+        status={("transformer", 4096): "oom", ("lmu", 1024): "timeout"},
+        extra=[("lmu", 8192)],
+    )
+    res = compare_runs(load_run(a), load_run(b)).set_index(["arch", "seq_len"])
+    assert res.loc[("lmu", 256), "verdict"] == "fixed"
+    assert res.loc[("transformer", 4096), "verdict"] == "new failure"
+    assert res.loc[("lstm", 256), "verdict"] == "only in B"
+    assert res.loc[("lmu", 8192), "verdict"] == "only in B"
+    assert len(res) == len(ARCHS) * len(LENS) + 1
+    csv = tmp_path / "cmp.csv"
+    assert cli_main(["compare", str(b), str(a), "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "only in A" in out and "TIMEOUT" in out
+    assert csv.read_text().count("\n") == len(res) + 1
+    assert cli_main(["compare", str(a), str(b), "--fail-on-regression"]) == 1  # new failures
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["compare", str(a), str(empty)]) == 2
+    assert "has no records" in capsys.readouterr().err
+    assert cli_main(["compare", str(a), str(a), "--threshold", "1.5"]) == 2
+    assert "--threshold" in capsys.readouterr().err
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "records.jsonl").write_text('{"schema": 0}\n')
+    assert cli_main(["compare", str(old), str(a)]) == 2
+    assert cli_main(["compare", str(a), str(a), "--csv", str(tmp_path / "no" / "x.csv")]) == 2
