@@ -1,0 +1,47 @@
+"""Shipped suites are valid on every device kind; grids expand as documented."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UsageError
+from harness.suites import load_suite, suite_names
+
+
+@pytest.mark.parametrize("name", suite_names())
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_shipped_suite_expands_to_valid_unique_cells(name, device):
+    cells = load_suite(name).cells(device)
+    assert cells
+    assert len({c.cell_id for c in cells}) == len(cells)
+    assert all(c.device == device for c in cells)
+
+
+def test_grid_is_the_union_of_cross_products(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("""
+[cpu]
+preset = "tiny"
+batch = 2
+[[cpu.grid]]
+arch = ["lmu", "lstm"]
+workload = ["forward", "train"]
+seq_len = [8, 16, 32]
+[[cpu.grid]]
+arch = "lmu"
+workload = "forward"
+seq_len = 8          # duplicate of a cell above: kept once
+batch = 2
+""")
+    cells = load_suite(str(path)).cells("cpu")
+    assert len(cells) == 2 * 2 * 3
+    only = load_suite(str(path)).cells("cpu", only={"seq_len": [64]}, overrides={"order": 8})
+    assert {c.seq_len for c in only} == {64}
+    assert {(c.arch, dict(c.overrides).get("order")) for c in only} == {("lmu", 8), ("lstm", None)}
+
+
+def test_cuda_section_falls_back_to_cpu_and_missing_fields_are_named(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[cpu]\narch = "lmu"\nworkload = "forward"\nbatch = 1\n[[cpu.grid]]\n')
+    with pytest.raises(UsageError, match="lacks seq_len"):
+        load_suite(str(path)).cells("cuda")
