@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+from datetime import datetime
 from pathlib import Path
 
 import nox
@@ -58,3 +59,16 @@ def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff>=0.4")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The default sweep on this machine (CUDA when present), then its report.
+
+    Extra arguments go to ``python -m harness run``, e.g. ``nox -s bench -- --arch lmu,lmu-fft``.
+    """
+    install(session)
+    out = ROOT / "results" / "runs" / f"{datetime.now():%Y%m%d-%H%M%S}-bench"
+    session.run("python", "-m", "harness", "run", "--suite", "bench", "--out", str(out),
+                *session.posargs)
+    session.run("python", "-m", "harness", "report", str(out))
