@@ -74,6 +74,8 @@ class Record:
     noisy: bool = False  # IQR/median above the noise threshold
     rel_ci: float | None = None  # relative half-width of the median's 95% CI
     warmup_s: float | None = None
+    stop_reason: str = ""  # why sampling stopped: "ci" (tight enough), "budget", "max_samples"
+    calls_per_sample: int = 1  # tiny calls are batched; every sample is seconds per call
     # memory
     peak_mem_bytes: int | None = None  # CUDA: peak allocated; CPU: peak RSS above baseline
     peak_reserved_bytes: int | None = None  # CUDA caching allocator's peak reserved

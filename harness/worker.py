@@ -8,6 +8,7 @@ another's, and CPU memory is measured against a clean baseline.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 import traceback
 from dataclasses import asdict
@@ -50,6 +51,8 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         torch.cuda.set_device(device)
     torch.manual_seed(settings.seed)
     workload = workloads.get(cell.workload)
+    if getattr(workload, "kind", "timed") == "task":
+        return measure_task(cell, settings, workload)
     with MemoryTracker(device) as mem:
         model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
         params = model.num_params()
@@ -81,6 +84,8 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         noisy=m.noisy,
         rel_ci=m.rel_ci,
         warmup_s=m.warmup_s,
+        stop_reason=m.stop_reason,
+        calls_per_sample=m.calls_per_sample,
         peak_mem_bytes=mem.peak_bytes,
         peak_reserved_bytes=mem.reserved_bytes,
         tokens_per_s=prep.tokens / m.median if m.median > 0 else None,
@@ -92,6 +97,47 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
     if "state_bytes" in prep.extras:
         out["state_bytes"] = int(prep.extras["state_bytes"])
     return out
+
+
+def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, Any]:
+    """Train ``cell``'s model on a task workload; Record fields with its ``metrics``.
+
+    ``time_median_s`` is the median training step (its samples are every step's time)."""
+    device, dtype = torch.device(cell.device), getattr(torch, cell.dtype)
+    opts, adapter_overrides = workload.split(dict(cell.overrides))
+
+    def clock() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    with MemoryTracker(device) as mem:
+        model = architectures.build(cell.arch, preset=cell.preset,
+                                    **{**adapter_overrides, **workload.io(opts)})
+        model = model.to(device=device, dtype=dtype)
+        if cell.compile != "none":
+            info = model.info
+            model = torch.compile(model, mode=cell.compile)
+            model.info = info  # type: ignore[attr-defined]
+        res, params = workload.run_task(model, opts, batch=cell.batch, seq_len=cell.seq_len,
+                                        device=device, dtype=dtype, seed=settings.seed,
+                                        clock=clock)
+    t = res.step_times_s
+    median = statistics.median(t) if t else None
+    q1, _, q3 = statistics.quantiles(t, n=4) if len(t) > 1 else (None, None, None)
+    return dict(
+        params=params,
+        time_median_s=median,
+        time_iqr_s=q3 - q1 if q1 is not None else None,
+        time_min_s=min(t) if t else None,
+        samples=list(t),
+        n_samples=res.steps,
+        peak_mem_bytes=mem.peak_bytes,
+        peak_reserved_bytes=mem.reserved_bytes,
+        tokens_per_s=cell.batch * cell.seq_len / median if median else None,
+        metrics={**res.metrics(), "params": params},
+        message=res.summary(),
+    )
 
 
 def run_cell(cell: Cell, settings: RunSettings) -> Record:
