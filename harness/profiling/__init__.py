@@ -1,0 +1,248 @@
+"""``python -m harness profile``: torch.profiler traces for TensorBoard, and a time breakdown.
+
+    python -m harness profile --arch lmu,lmu-fft,transformer --workload train --seq-len 1024
+    python -m harness profile --from results/runs/RUN --cell lmu-fft/train/n1024/b8/...
+
+Each cell gets a directory (a TensorBoard run) with the trace (``*.pt.trace.json``, also
+a Chrome/Perfetto trace), the memory timeline, ``ops.csv`` and ``breakdown.csv``; the
+profile directory gets the breakdown across cells as CSV, Markdown and a figure. Profiles
+never write a run's ``records.jsonl``: profiled steps are not timings.
+
+For the report: ``breakdown_table(paths)`` returns the breakdown of every profile found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from harness.errors import UsageError
+from harness.profiling.breakdown import CATEGORIES, breakdown_table, figure, markdown, wide_table
+from harness.profiling.trace import ProfileConfig, profile_cell
+from harness.records import Cell
+
+__all__ = ["breakdown_table", "profile_cell", "ProfileConfig", "CATEGORIES", "add_arguments",
+           "main"]
+
+DEFAULT_ROOT = Path("results/profiles")
+
+
+def _csv(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"empty list {text!r}")
+    return items
+
+
+def _ints(text: str) -> list[int]:
+    out = []
+    for t in _csv(text):
+        try:
+            v = int(t)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{t!r} is not an integer") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
+        out.append(v)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to profile (or --from/--cell)")
+    g.add_argument("--arch", type=_csv, help="architectures, comma-separated, or 'all'")
+    g.add_argument("--workload", type=_csv, default=["train"], help="workloads (default train)")
+    g.add_argument("--seq-len", type=_ints, help="sequence lengths, e.g. 256,4096")
+    g.add_argument("--batch", type=_ints, default=[8], help="batch sizes (default 8)")
+    g.add_argument("--preset", default="small", help="size preset (default small)")
+    g.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
+    g.add_argument("--dtype", default="float32", help="float32, float64, bfloat16, float16")
+    g.add_argument("--compile", default="none", help="none or a torch.compile mode")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an adapter configuration key (repeatable)")
+    g.add_argument("--plugin", action="append", default=[],
+                   help="module or .py file registering extra adapters (repeatable)")
+    g.add_argument("--from", dest="from_run", metavar="RUN_DIR",
+                   help="run directory whose cell(s) to profile (with --cell)")
+    g.add_argument("--cell", action="append", default=[], metavar="ID",
+                   help="cell id (or a unique prefix) from --from's records (repeatable)")
+    s = p.add_argument_group("profiler")
+    s.add_argument("--wait", type=int, default=1, help="steps skipped first (default 1)")
+    s.add_argument("--warmup", type=int, default=1, help="steps recorded, discarded (1)")
+    s.add_argument("--active", type=int, default=2, help="steps recorded and reported (2)")
+    s.add_argument("--no-stack", action="store_true", help="no Python stacks in the trace")
+    s.add_argument("--no-memory", action="store_true", help="no memory events in the trace")
+    s.add_argument("--seed", type=int, default=0, help="input and initialisation seed")
+    s.add_argument("--top", type=int, default=10, help="operators printed per cell (10)")
+    p.add_argument("--out", help="profile directory (default results/profiles/<time>-<name>, "
+                                 "or RUN_DIR/profiles with --from)")
+    p.add_argument("--name", help="name part of the default profile directory")
+
+
+def _device(spec: str | None) -> str:
+    if spec is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", spec):
+        raise UsageError(f"unknown device {spec!r}; valid choices: cpu, cuda, cuda:N")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {spec!r} requested but CUDA is not available")
+        index = int(spec.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"device {spec!r} does not exist; this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return spec
+
+
+def cells_from_args(args: argparse.Namespace) -> list[Cell]:
+    """The grid --arch × --workload × --seq-len × --batch, validated like a run's cells."""
+    import architectures
+    from harness.run_cmd import parse_set
+    from harness.suites import check_configs, validate_cell
+
+    if not args.arch or not args.seq_len:
+        raise UsageError("profile needs --arch and --seq-len (or --from RUN_DIR --cell ID)")
+    archs = architectures.available() if args.arch == ["all"] else args.arch
+    device = _device(args.device)
+    sets = parse_set(args.set)
+    cells = []
+    for arch in archs:
+        if arch not in architectures.available():
+            from harness.errors import choice
+
+            raise choice("architecture", arch, architectures.available())
+        own = {k: v for k, v in sets.items() if k in architectures.spec(arch).config_keys}
+        for workload in args.workload:
+            for n in args.seq_len:
+                for b in args.batch:
+                    cells.append(Cell.make(
+                        overrides=own, arch=arch, workload=workload, seq_len=n, batch=b,
+                        preset=args.preset, device=device, dtype=args.dtype,
+                        compile=args.compile))
+    for c in cells:
+        validate_cell(c)
+    check_configs(cells)
+    unused = sorted(set(sets) - {k for c in cells for k, _ in c.overrides})
+    if unused:
+        raise UsageError(f"--set key(s) {unused} apply to none of the architectures {archs}")
+    return cells
+
+
+def cells_from_run(run_dir: str, ids: list[str]) -> list[Cell]:
+    """The cells of ``run_dir`` named by id (exact, or a prefix matching exactly one)."""
+    from harness.results import ResultStore
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise UsageError(f"run directory {run_dir!r} does not exist")
+    records = ResultStore(root).latest_by_cell()
+    if not records:
+        raise UsageError(f"run directory {run_dir!r} has no records (records.jsonl missing "
+                         "or empty)")
+    if not ids:
+        raise UsageError("--from needs --cell ID; cells of this run: "
+                         + ", ".join(sorted(records)[:10])
+                         + (" ..." if len(records) > 10 else ""))
+    cells = []
+    for ident in ids:
+        hits = [k for k in records if k == ident] or [k for k in records if k.startswith(ident)]
+        if len(hits) != 1:
+            what = "matches several cells" if hits else "is not a cell of this run"
+            shown = sorted(hits or records)[:10]
+            raise UsageError(f"cell {ident!r} {what} in {run_dir!r}; valid choices: "
+                             + ", ".join(shown) + (" ..." if len(hits or records) > 10 else ""))
+        r = records[hits[0]]
+        cells.append(Cell.make(
+            overrides=r.overrides, arch=r.arch, workload=r.workload, seq_len=r.seq_len,
+            batch=r.batch, preset=r.preset, device=r.device, dtype=r.dtype, compile=r.compile))
+    return cells
+
+
+def cell_dir_name(cell: Cell) -> str:
+    """A directory (and TensorBoard run) name: the cell id with '_' for '/'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", cell.cell_id.replace("/", "_"))
+
+
+def _config(args: argparse.Namespace) -> ProfileConfig:
+    try:
+        return ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.active,
+                             record_shapes=True, profile_memory=not args.no_memory,
+                             with_stack=not args.no_stack, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print_top(manifest, ops, top: int) -> None:
+    head = ops[ops["category"] != "overhead"].head(top) if top > 0 else ops.head(0)
+    print(f"\n{manifest.cell_id}: {manifest.step_wall_ms:.2f} ms per profiled step")
+    print(f"  {'operator':52s} {'calls':>7s} {'self CPU ms':>12s} {'self dev ms':>12s}  category")
+    for _, r in head.iterrows():
+        print(f"  {r['op'][:52]:52s} {r['calls']:7.0f} {1e3 * r['self_cpu_s']:12.3f} "
+              f"{1e3 * r['self_device_s']:12.3f}  {r['category']}")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.plugin:
+        from harness.plugins import load_plugins
+
+        load_plugins(args.plugin)
+    if args.from_run:
+        if args.arch or args.seq_len:
+            raise UsageError("--from takes its cells from the run; drop --arch/--seq-len")
+        cells = cells_from_run(args.from_run, args.cell)
+        for c in cells:
+            _device(c.device)  # a CUDA run profiled on a machine without CUDA
+        default = Path(args.from_run) / "profiles"
+    else:
+        if args.cell:
+            raise UsageError("--cell needs --from RUN_DIR")
+        cells = cells_from_args(args)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        default = DEFAULT_ROOT / f"{stamp}-{args.name or 'profile'}"
+    config = _config(args)
+    out = Path(args.out) if args.out else default
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create profile directory {str(out)!r}: {exc}") from None
+    failed = 0
+    for cell in cells:
+        print(f"profiling {cell.cell_id} ...", flush=True)
+        try:
+            manifest, ops = profile_cell(cell, out / cell_dir_name(cell), config,
+                                         source_run=args.from_run)
+        except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the rest
+            from harness.worker import describe
+
+            print(f"  failed: {describe(exc)}")
+            failed += 1
+            continue
+        _print_top(manifest, ops, args.top)
+        if manifest.memory_timeline_skipped:
+            print(f"  memory timeline skipped: {manifest.memory_timeline_skipped}")
+    long = breakdown_table(out)
+    if not long.empty:
+        write_summary(long, out)
+        print("\ntime per step by category, ms (share of step):")
+        print(markdown(long))
+    print(f"profiles: {out}")
+    print(f"open in TensorBoard: tensorboard --logdir {out}  "
+          "(needs torch-tb-profiler; then the PYTORCH_PROFILER tab)")
+    print("or open a *.pt.trace.json in https://ui.perfetto.dev or chrome://tracing")
+    return 1 if failed else 0
+
+
+def write_summary(long, out: Path) -> list[Path]:
+    """The breakdown across cells: breakdown.csv (long), breakdown.md, breakdown.png/pdf."""
+    long.to_csv(out / "breakdown_all.csv", index=False)
+    wide_table(long).to_csv(out / "breakdown_ms.csv")
+    (out / "breakdown.md").write_text(markdown(long))
+    paths = [out / "breakdown_all.csv", out / "breakdown_ms.csv", out / "breakdown.md"]
+    for (workload, batch, device, dtype), part in long.groupby(
+            ["workload", "batch", "device", "dtype"], observed=True):
+        stem = out / f"breakdown_{workload}_b{batch}_{device.replace(':', '')}_{dtype}"
+        paths += figure(part, stem)
+    return paths
