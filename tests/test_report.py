@@ -160,6 +160,8 @@ def test_known_speedups_are_exact_and_failures_are_named(tmp_path):
     add(store, "slow", 1024, "timeout")
     add(store, "lmu", 2048, "oom")
     add(store, "fast", 2048, median=0.2)
+    add(store, "lmu", 4096, median=0.4)
+    add(store, "fast", 4096, median=0.1, noisy=True)
     long = speedup_table(load_runs(tmp_path), "lmu", n_resamples=200)
     s = long.set_index(["arch", "seq_len"])
     assert s.loc[("fast", 256), "speedup"] == pytest.approx(4.0, rel=1e-12)
@@ -175,6 +177,7 @@ def test_known_speedups_are_exact_and_failures_are_named(tmp_path):
     assert grid.loc["slow", 1024] == "timeout"
     assert grid.loc["fast", 2048] == "baseline OOM"
     assert grid.loc["slow", 2048] == "n/a"  # never measured: said so, not left blank
+    assert grid.loc["fast", 4096] == "4.00\u2020"  # noisy cell flagged
     assert not grid.isin(["", None]).any().any()
 
 

@@ -210,21 +210,22 @@ def write_figures(
                     ),
                 )
             )
-        specs.append(
-            (
-                "time",
-                "Median time vs sequence length (log–log); legend: fitted "
-                "exponent over the completed lengths",
-                lambda w, g=g, wl=key["workload"]: figures.plot_vs_length(
-                    g,
-                    "time_median_s",
-                    styles=styles,
-                    width=w,
-                    ylabel=TIME_LABEL.get(wl, "time per call ({unit})"),
-                    metric=METRICS["time_median_s"],
-                ),
+        if preset != "paper":  # the paper figure is this one, annotated
+            specs.append(
+                (
+                    "time",
+                    "Median time vs sequence length (log–log); legend: fitted "
+                    "exponent over the completed lengths",
+                    lambda w, g=g, wl=key["workload"]: figures.plot_vs_length(
+                        g,
+                        "time_median_s",
+                        styles=styles,
+                        width=w,
+                        ylabel=TIME_LABEL.get(wl, "time per call ({unit})"),
+                        metric=METRICS["time_median_s"],
+                    ),
+                )
             )
-        )
         if g["peak_mem_bytes"].notna().any():
             specs.append(
                 (
@@ -351,8 +352,12 @@ def build_report(
     lines = [f"# seqbench report{' (paper preset)' if preset == 'paper' else ''}", ""]
     lines += [
         f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
-        "time; a dagger (†) marks a cell whose samples were noisy (IQR/median above the "
-        "runner's threshold). Failed cells show their status instead of a number.",
+        "time, with a 95% percentile-bootstrap interval [low, high] resampling both cells' "
+        "samples (none when a cell has fewer than two samples). A dagger (†) in tables and a "
+        "hollow marker in figures mark a cell whose samples were noisy (IQR/median above the "
+        "runner's threshold): treat it with care. Failed cells show their status (OOM, "
+        "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
+        "sit in the grey 'failed' strip at the length where they failed.",
         "",
     ]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
@@ -371,7 +376,7 @@ def build_report(
             "Slope of log(median time) on log(n) over each architecture's completed "
             "lengths ([scaling.csv](scaling.csv) has the standard errors and ranges).",
             "",
-            to_markdown(grid.fillna("n/a")),
+            to_markdown(grid.fillna("n/a"), "arch"),
             "",
         ]
     lines += ["## Tables", ""]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -160,6 +161,37 @@ def _draw_strip(panel: Panel, d: pd.DataFrame, styles: dict[str, ArchStyle], row
     return shown
 
 
+def _mark_noisy(ax: Axes, g: pd.DataFrame, x: str, y: str, st: ArchStyle) -> bool:
+    """Hollow markers over the points whose samples were noisy; True if any were drawn."""
+    noisy = g[g["noisy"].fillna(False).astype(bool)]
+    if noisy.empty:
+        return False
+    ax.plot(
+        noisy[x],
+        noisy[y],
+        linestyle="none",
+        marker=st.marker,
+        markerfacecolor="white",
+        markeredgecolor=st.color,
+        markeredgewidth=1.0,
+        zorder=4,
+    )
+    return True
+
+
+def _noisy_handle() -> Line2D:
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="o",
+        markerfacecolor="white",
+        markeredgecolor="0.3",
+        markeredgewidth=1.0,
+        label="noisy samples",
+    )
+
+
 def _failure_handles(statuses: set[str]) -> list[Line2D]:
     return [
         Line2D(
@@ -259,16 +291,18 @@ def plot_vs_length(
     devices = sorted(df["device_label"].unique())
     archs = [a for a in styles if a in set(df["arch"])]
     statuses = set(df["status"]) & set(FAILED)
-    ncol = legend_columns(len(devices), width, len(archs) + len(statuses))
+    n_items = len(archs) + len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
+    ncol = legend_columns(len(devices), width, n_items)
     rows = _strip_rows(df)
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
-        legend_rows = math.ceil((len(archs) + len(statuses)) / ncol) + bool(annotate_speedup_over)
+        legend_rows = math.ceil(n_items / ncol) + bool(annotate_speedup_over)
         fig, panels = new_figure(len(devices), width, legend_rows, rows)
         for panel, dev in zip(panels, devices, strict=True):
             ax = panel.ax
             d = df[df["device_label"] == dev]
             ok = d[(d["status"] == "ok") & d[value].notna() & (d[value] > 0)]
             handles = []
+            any_noisy = False
             for arch in archs:
                 if not (d["arch"] == arch).any():
                     continue
@@ -286,6 +320,7 @@ def plot_vs_length(
                     markeredgecolor="white",
                     markeredgewidth=0.4,
                 )
+                any_noisy |= _mark_noisy(ax, g, "seq_len", value, st)
                 handles.append(_arch_handle(st, label))
             if not ok.empty:
                 _set_value_axis(ax, ok[value].min(), ok[value].max())
@@ -300,7 +335,7 @@ def plot_vs_length(
                 _title(dev, devices),
                 ylabel,
                 d["seq_len"],
-                handles + _failure_handles(shown),
+                handles + [_noisy_handle()] * any_noisy + _failure_handles(shown),
                 ncol,
                 note,
             )
@@ -341,17 +376,18 @@ def plot_speedup(
     others = speed[speed["arch"] != baseline]
     archs = [a for a in styles if a in set(others["arch"])]
     statuses = set(others["status"]) & set(FAILED)
-    ncol = legend_columns(len(devices), width, len(archs) + len(statuses))
+    with_value = others[others["speedup"].notna()]
+    n_items = len(archs) + len(statuses) + bool(with_value["noisy"].astype(bool).any())
+    ncol = legend_columns(len(devices), width, n_items)
     rows = _strip_rows(others)
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
-        fig, panels = new_figure(
-            len(devices), width, math.ceil((len(archs) + len(statuses)) / ncol), rows
-        )
+        fig, panels = new_figure(len(devices), width, math.ceil(n_items / ncol), rows)
         for panel, dev in zip(panels, devices, strict=True):
             ax = panel.ax
             d = others[others["device_label"] == dev]
             ok = d[d["speedup"].notna()]
             handles = []
+            any_noisy = False
             ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--", zorder=1)
             for arch in archs:
                 if not (d["arch"] == arch).any():
@@ -371,12 +407,14 @@ def plot_speedup(
                     capsize=1.5,
                     elinewidth=0.7,
                 )
+                any_noisy |= _mark_noisy(ax, g, "seq_len", "speedup", st)
                 handles.append(_arch_handle(st, arch))
             if not ok.empty:
                 _set_value_axis(
                     ax,
-                    min(ok["ci_low"].min(), ok["speedup"].min(), 1.0),
-                    max(ok["ci_high"].max(), ok["speedup"].max(), 1.0),
+                    # cells with one sample have no CI (nan): the points alone set the range
+                    float(np.nanmin([*ok["ci_low"], *ok["speedup"], 1.0])),
+                    float(np.nanmax([*ok["ci_high"], *ok["speedup"], 1.0])),
                 )
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y:g}×"))
             shown = _draw_strip(panel, d, styles, rows)
@@ -385,7 +423,7 @@ def plot_speedup(
                 _title(dev, devices),
                 f"speedup over {baseline}",
                 speed.loc[speed["device_label"] == dev, "seq_len"],
-                handles + _failure_handles(shown),
+                handles + [_noisy_handle()] * any_noisy + _failure_handles(shown),
                 ncol,
             )
         return _freeze(fig)
