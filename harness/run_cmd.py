@@ -66,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="concurrent cells on CPU")
     p.add_argument("--devices", type=_csv(str),
                    help="GPUs to run on concurrently, e.g. cuda:0,cuda:1 or all")
+    p.add_argument("--launcher", default="local", choices=["local", "slurm"],
+                   help="where cells run: this machine (default) or Slurm jobs via submitit")
+    p.add_argument("--launcher-config", metavar="FILE",
+                   help="TOML for --launcher slurm: partition, gpus_per_job, cells_per_job, "
+                        "timeout_min, ... (see harness/launchers/slurm.example.toml)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, re-run cells whose status is not ok")
     p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
@@ -103,7 +108,13 @@ def _devices(spec: list[str] | None) -> list[str] | None:
 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from harness import sweep
     from harness.summary import print_summary
@@ -133,10 +144,16 @@ def main(args: argparse.Namespace) -> int:
             progress.advance(task)
 
         records = sweep.execute(p, workers=args.workers, devices=devices,
-                                retry_failed=args.retry_failed, on_record=on_record)
-        progress.update(task, completed=len(p.cells))
-    print_summary(records, baseline=args.baseline)
+                                retry_failed=args.retry_failed, on_record=on_record,
+                                launcher=args.launcher, launcher_config=args.launcher_config)
+        progress.update(task, completed=len(records))
+    if records:
+        print_summary(p.out, baseline=args.baseline)
     print(f"\nrecords: {p.out / 'records.jsonl'}")
+    missing = len(p.cells) - len(records)
+    if missing:
+        print(f"{missing} of {len(p.cells)} cells have no record yet: see "
+              f"`python -m harness status {p.out}`; the same command resumes them")
     return 0
 
 

@@ -7,19 +7,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import architectures
 from harness import env as env_mod
 from harness.errors import UsageError
+from harness.launchers import validate_launcher
+from harness.launchers.local import run_local, worker_slots
+from harness.launchers.slurm import SlurmConfig, run_slurm
+from harness.launchers.state import note_env, write_plan
 from harness.plugins import load_plugins
 from harness.records import Cell, Record
 from harness.results import ResultStore
-from harness.runner import run_cells
 from harness.suites import RunSettings, Suite, default_device, load_suite, validate_device
+
+__all__ = ["Plan", "execute", "plan", "run", "worker_slots"]
 
 RUNS_DIR = Path("results") / "runs"
 
@@ -79,48 +85,48 @@ def execute(
     devices: list[str] | None = None,
     retry_failed: bool = False,
     on_record: Callable[[Record], None] | None = None,
+    launcher: str = "local",
+    launcher_config: str | os.PathLike[str] | SlurmConfig | None = None,
 ) -> list[Record]:
-    """Run a plan into its output directory (resuming it if it has records)."""
+    """Run a plan into its output directory (resuming it if it has records).
+
+    ``launcher="local"`` runs on this machine (``workers`` CPU slots or one per entry of
+    ``devices``); ``"slurm"`` submits jobs through submitit as ``launcher_config`` (a TOML
+    path or a ``SlurmConfig``) says. Returns the records of the plan's cells.
+    """
+    validate_launcher(launcher)
     store = ResultStore(p.out).ensure()
-    env = env_mod.capture(p.device)
+    write_plan(store.root, p.cells, {"suite": p.suite.name, "source": p.suite.source,
+                                     "device": p.device})
+    if launcher == "slurm":
+        cfg = (launcher_config if isinstance(launcher_config, SlurmConfig)
+               else SlurmConfig.load(launcher_config))
+        return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
+                         retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)
+    if launcher_config is not None:
+        raise UsageError("--launcher-config applies to --launcher slurm only")
+    slots, threads = worker_slots(p.device, workers, devices)
+    env = env_mod.capture(slots[0])
     env["suite"] = {"name": p.suite.name, "source": p.suite.source,
                     "settings": p.settings.__dict__, "cells": len(p.cells)}
-    env["adapters"] = {a: architectures.info(a).to_dict() for a in sorted({c.arch for c in p.cells})}
-    previous = store.env()
-    if previous:  # resuming: keep the first environment, note every later one
-        previous.setdefault("resumed", []).append(env)
-        env = previous
-    store.write_env(env)
-    slots, threads = worker_slots(p.device, workers, devices)
-    return run_cells(
+    archs = sorted({c.arch for c in p.cells})
+    env["adapters"] = {a: architectures.info(a).to_dict() for a in archs}
+    note_env(store, env)
+    return run_local(
         p.cells, p.settings, store, slots=slots, threads=threads,
         retry_failed=retry_failed, on_record=on_record, run_id=p.out.name,
     )
 
 
-def worker_slots(device: str, workers: int, devices: list[str] | None) -> tuple[list[str], int]:
-    """Concurrent slots and torch threads per cell process.
-
-    CPU: ``workers`` slots sharing the cores evenly. CUDA: one slot per listed device.
-    """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {workers!r}")
-    if devices:
-        return [validate_device(d) for d in devices], 0
-    if device.startswith("cuda"):
-        return [device] * workers, 0
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // workers) if workers > 1 else 0
-    return ["cpu"] * workers, threads
-
-
 def run(suite: str = "bench", *, workers: int = 1, devices: list[str] | None = None,
-        retry_failed: bool = False, **options: Any):
+        retry_failed: bool = False, launcher: str = "local",
+        launcher_config: str | os.PathLike[str] | SlurmConfig | None = None, **options: Any):
     """Plan and execute a sweep; returns the DataFrame of its records."""
     import pandas as pd
 
     p = plan(suite, **options)
-    recs = execute(p, workers=workers, devices=devices, retry_failed=retry_failed)
+    recs = execute(p, workers=workers, devices=devices, retry_failed=retry_failed,
+                   launcher=launcher, launcher_config=launcher_config)
     from dataclasses import asdict
 
     return pd.DataFrame([asdict(r) for r in recs])

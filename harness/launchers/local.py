@@ -1,0 +1,63 @@
+"""The local launcher: this machine's CPU cores or GPUs as a pool of worker slots.
+
+A thin, named layer over ``harness.runner.run_cells`` (which does the scheduling and
+per-cell isolation): it turns ``--workers`` / ``--devices`` into slots and marks the
+cells it owns as running for ``harness status``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from harness.errors import UsageError
+from harness.launchers import cells_to_run
+from harness.launchers.state import claim
+from harness.records import Cell, Record
+from harness.results import ResultStore
+from harness.runner import run_cells
+from harness.suites import RunSettings, validate_device
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a Slurm or taskset allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def worker_slots(device: str, workers: int, devices: list[str] | None) -> tuple[list[str], int]:
+    """Concurrent slots and torch threads per cell process.
+
+    CPU: ``workers`` slots sharing the usable cores evenly. CUDA: one slot per listed
+    device (or ``workers`` slots on ``device``).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be a positive integer, got {workers!r}")
+    if devices:
+        return [validate_device(d) for d in devices], 0
+    if device.startswith("cuda"):
+        return [device] * workers, 0
+    threads = max(1, usable_cores() // workers) if workers > 1 else 0
+    return ["cpu"] * workers, threads
+
+
+def run_local(
+    cells: Sequence[Cell],
+    settings: RunSettings,
+    store: ResultStore,
+    *,
+    slots: Sequence[str],
+    threads: int = 0,
+    retry_failed: bool = False,
+    on_record: Callable[[Record], None] | None = None,
+    run_id: str = "",
+    job_id: str = "",
+) -> list[Record]:
+    """Run the cells that need it on ``slots``; returns the records of ``cells``."""
+    store.ensure()
+    todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
+    with claim(store, [c.cell_id for c in todo], slots=len(slots), job_id=job_id):
+        return run_cells(cells, settings, store, slots=slots, threads=threads,
+                         retry_failed=retry_failed, on_record=on_record, run_id=run_id)

@@ -1,0 +1,315 @@
+"""The Slurm launcher: cells grouped into jobs submitted through submitit.
+
+Each job runs its slice of cells with the local launcher (one isolated process per cell,
+one slot per GPU of the job or ``workers_per_job`` CPU slots) and appends to the shared
+store, so results land in one directory whatever node measured them (each record names
+its ``host``; ``envs/<host>.json`` holds that host's environment).
+
+- Resuming a sweep (the same ``--out``) submits only the cells that need it: no record,
+  or, with ``--retry-failed``, a latest record that is not ``ok``. A job killed outright
+  (``scancel``, node failure) leaves its unfinished cells without records, so the next
+  resume submits them again; nothing finished is re-run.
+- A job that is preempted or reaches its time limit gets submitit's signal, and its
+  ``checkpoint`` requeues it with only the cells that have no new record yet (up to
+  ``max_num_timeout`` times for time limits). The cell running at that moment is killed
+  and runs again in the requeued job.
+- ``cluster = "local"`` or ``"debug"`` runs the same jobs with submitit's local
+  (subprocess) or debug (in-process) executor: a dry run without a cluster, and the
+  tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.launchers import cells_to_run
+from harness.records import Cell, Record
+from harness.results import ResultStore
+from harness.runner import group_key
+from harness.suites import RunSettings
+
+CLUSTERS = ("slurm", "local", "debug")
+JOBS = "jobs.jsonl"
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """The launcher config file (TOML, top-level keys). See ``slurm.example.toml``."""
+
+    cluster: str = "slurm"  # submitit executor: slurm, or local/debug to try without one
+    partition: str = ""
+    gpus_per_job: int = 1  # GPUs per job; one worker per GPU (ignored for --device cpu)
+    cells_per_job: int = 16  # cells per job (a length series is kept in one job if it fits)
+    workers_per_job: int = 1  # concurrent cells per job on CPU
+    timeout_min: int = 120  # job time limit; on reaching it the job requeues itself
+    cpus_per_job: int = 0  # 0: the partition's default
+    mem_gb: float = 0.0  # 0: the partition's default
+    max_num_timeout: int = 3  # how often a job may time out and be requeued
+    array_parallelism: int = 0  # most jobs of the array running at once (0: no limit)
+    job_name: str = "seqbench"
+    setup: tuple[str, ...] = ()  # shell lines run before each job (module load, venv)
+    slurm: dict[str, Any] = field(default_factory=dict)  # extra sbatch options
+    wait: bool = True  # wait for the jobs, showing records as they land
+    poll_s: float = 5.0  # how often the waiting command looks for new records
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "setup", tuple(self.setup))
+        if self.cluster not in CLUSTERS:
+            raise UsageError(f"launcher config: unknown cluster {self.cluster!r}; "
+                             f"valid choices: {', '.join(CLUSTERS)}")
+        for name in ("cells_per_job", "workers_per_job", "timeout_min"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UsageError(f"launcher config: {name} must be a positive integer, got {v!r}")
+        for name in ("gpus_per_job", "cpus_per_job", "max_num_timeout", "array_parallelism"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UsageError(f"launcher config: {name} must be an integer >= 0, got {v!r}")
+        if self.mem_gb < 0 or self.poll_s <= 0:
+            raise UsageError("launcher config: mem_gb must be >= 0 and poll_s > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "launcher config") -> SlurmConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {unknown}; valid choices: "
+                             f"{', '.join(sorted(names))}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None) -> SlurmConfig:
+        if path is None:
+            return cls()
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except OSError as exc:
+            raise UsageError(f"cannot read launcher config {str(p)!r}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"launcher config {str(p)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, where=str(p))
+
+
+def make_jobs(cells: Sequence[Cell], cells_per_job: int) -> list[list[Cell]]:
+    """Slices of at most ``cells_per_job`` cells. A length series (cells that differ only
+    in ``seq_len``) stays in one job when it fits, shortest first, so a failure at n still
+    skips the longer lengths; a longer series is split in length order."""
+    series: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        series.setdefault(group_key(c), []).append(c)
+    jobs: list[list[Cell]] = []
+    current: list[Cell] = []
+    for group in series.values():
+        group = sorted(group, key=lambda c: c.seq_len)
+        if len(current) + len(group) > cells_per_job and current:
+            jobs.append(current)
+            current = []
+        while len(group) > cells_per_job:
+            jobs.append(group[:cells_per_job])
+            group = group[cells_per_job:]
+        current.extend(group)
+    if current:
+        jobs.append(current)
+    return jobs
+
+
+@dataclass
+class CellJob:
+    """One job: run ``cells`` into the store at ``out``. Picklable (submitit sends it to
+    the node); ``checkpoint`` is submitit's hook for preemption and time limits."""
+
+    out: str
+    cells: list[dict[str, Any]]  # Cell.key_dict() of each cell
+    settings: dict[str, Any]
+    device: str  # "cpu" or "cuda"
+    workers: int
+    retry_failed: bool
+    run_id: str
+    seen: dict[str, int] = field(default_factory=dict)  # cell_id → records at submission
+
+    def cell_objects(self) -> list[Cell]:
+        return [Cell.make(**d) for d in self.cells]
+
+    def __call__(self) -> dict[str, int]:
+        from harness import env as env_mod
+        from harness.launchers.local import run_local, worker_slots
+        from harness.launchers.state import note_env
+        from harness.plugins import load_plugins
+
+        settings = RunSettings(**self.settings)
+        load_plugins(settings.plugins)
+        store = ResultStore(self.out).ensure()
+        if self.device.startswith("cuda"):
+            import torch
+
+            n = torch.cuda.device_count()
+            if n == 0:
+                raise RuntimeError(f"job on {os.uname().nodename} sees no GPU; "
+                                   "set gpus_per_job >= 1 or run with --device cpu")
+            slots, threads = [f"cuda:{i}" for i in range(n)], 0
+        else:
+            slots, threads = worker_slots("cpu", self.workers, None)
+        note_env(store, env_mod.capture(slots[0]))
+        recs = run_local(self.cell_objects(), settings, store, slots=slots, threads=threads,
+                         retry_failed=self.retry_failed, run_id=self.run_id,
+                         job_id=_job_id())
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+    def remaining(self) -> list[dict[str, Any]]:
+        """Cells with no record newer than this job's submission."""
+        counts = _record_counts(ResultStore(self.out))
+        return [d for d in self.cells
+                if counts.get(_cell_id(d), 0) <= self.seen.get(_cell_id(d), 0)]
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """Requeue with only the unfinished cells (submitit calls this on USR2)."""
+        from submitit.helpers import DelayedSubmission
+
+        left = self.remaining()
+        print(f"seqbench: checkpoint: {len(left)} of {len(self.cells)} cells left, requeuing",
+              file=sys.stderr, flush=True)
+        return DelayedSubmission(replace(self, cells=left))
+
+
+def _cell_id(d: dict[str, Any]) -> str:
+    return Cell.make(**d).cell_id
+
+
+def _record_counts(store: ResultStore) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in store.read_dicts():
+        cid = d.get("cell_id", "")
+        counts[cid] = counts.get(cid, 0) + 1
+    return counts
+
+
+def _job_id() -> str:
+    try:
+        import submitit
+
+        return str(submitit.JobEnvironment().job_id)
+    except Exception:  # noqa: BLE001 - not inside a submitit job
+        return ""
+
+
+def _executor(cfg: SlurmConfig, folder: Path, device: str):
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError("--launcher slurm needs submitit: pip install 'seqbench[slurm]'") from None
+    kwargs = {}
+    if cfg.cluster != "debug":
+        kwargs[f"{cfg.cluster}_max_num_timeout"] = cfg.max_num_timeout
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=cfg.cluster, **kwargs)
+    params: dict[str, Any] = dict(name=cfg.job_name, timeout_min=cfg.timeout_min,
+                                  nodes=1, tasks_per_node=1)
+    if device.startswith("cuda"):
+        params["gpus_per_node"] = cfg.gpus_per_job
+    if cfg.cpus_per_job:
+        params["cpus_per_task"] = cfg.cpus_per_job
+    if cfg.mem_gb:
+        params["mem_gb"] = cfg.mem_gb
+    if cfg.partition:
+        params["slurm_partition"] = cfg.partition
+    if cfg.slurm:
+        params["slurm_additional_parameters"] = dict(cfg.slurm)
+    if cfg.setup:
+        params["slurm_setup"] = list(cfg.setup)
+    if cfg.array_parallelism:
+        params["slurm_array_parallelism"] = cfg.array_parallelism
+    ex.update_parameters(**params)
+    return ex
+
+
+def run_slurm(
+    cells: Sequence[Cell],
+    settings: RunSettings,
+    store: ResultStore,
+    *,
+    device: str,
+    config: SlurmConfig,
+    retry_failed: bool = False,
+    on_record: Callable[[Record], None] | None = None,
+    run_id: str = "",
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> list[Record]:
+    """Submit the cells that need it as jobs; with ``config.wait``, wait for them.
+
+    Returns the stored records of ``cells`` (those that have one when it returns).
+    """
+    if device.startswith("cuda:"):
+        raise UsageError(f"--device {device} names one GPU of this machine; with --launcher "
+                         "slurm use --device cuda (each job runs on the GPUs Slurm gives it)")
+    if device.startswith("cuda") and config.gpus_per_job < 1:
+        raise UsageError("launcher config: gpus_per_job must be >= 1 for --device cuda")
+    store.ensure()
+    todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
+    if not todo:
+        log("every cell already has a record; nothing to submit")
+        return _records_of(cells, store)
+    counts = _record_counts(store)
+    folder = store.root / "slurm"
+    folder.mkdir(exist_ok=True)
+    ex = _executor(config, folder, device)
+    jobs_cells = make_jobs(todo, config.cells_per_job)
+    fns = [CellJob(out=str(store.root.resolve()), cells=[c.key_dict() for c in chunk],
+                   settings=asdict(settings), device=device, workers=config.workers_per_job,
+                   retry_failed=retry_failed, run_id=run_id,
+                   seen={c.cell_id: counts.get(c.cell_id, 0) for c in chunk})
+           for chunk in jobs_cells]
+    jobs = ex.submit_array(fns)
+    with open(folder / JOBS, "a") as f:
+        for job, chunk in zip(jobs, jobs_cells, strict=True):
+            f.write(json.dumps({"job_id": str(job.job_id), "submitted": time.time(),
+                                "cells": [c.cell_id for c in chunk]}) + "\n")
+    log(f"submitted {len(jobs)} job(s) for {len(todo)} cells through submitit "
+        f"({config.cluster}); logs in {folder}")
+    if not config.wait:
+        log(f"not waiting; follow with: python -m harness status {store.root}")
+        return _records_of(cells, store)
+    _wait(jobs, cells, store, config.poll_s, on_record, counts)
+    after = _record_counts(store)
+    for job, chunk in zip(jobs, jobs_cells, strict=True):
+        missing = [c for c in chunk if after.get(c.cell_id, 0) <= counts.get(c.cell_id, 0)]
+        if missing:
+            log(f"job {job.job_id} ended ({job.state}) leaving {len(missing)} cell(s) without "
+                f"a record (resume to resubmit them); its log: {job.paths.stderr}")
+    return _records_of(cells, store)
+
+
+def _wait(jobs, cells, store, poll_s, on_record, counts_before) -> None:
+    """Until every job ends, pass each new record of ``cells`` to ``on_record``."""
+    wanted = {c.cell_id for c in cells}
+    reported = dict(counts_before)
+    while True:
+        finished = all(j.done() for j in jobs)
+        if on_record:
+            dicts = store.read_dicts()
+            seen: dict[str, int] = {}
+            for d in dicts:
+                cid = d.get("cell_id", "")
+                seen[cid] = seen.get(cid, 0) + 1
+                if cid in wanted and seen[cid] > reported.get(cid, 0):
+                    reported[cid] = seen[cid]
+                    on_record(Record.from_dict(d))
+        if finished:
+            return
+        time.sleep(poll_s)
+
+
+def _records_of(cells: Sequence[Cell], store: ResultStore) -> list[Record]:
+    known = store.latest_by_cell()
+    return [known[c.cell_id] for c in cells if c.cell_id in known]
