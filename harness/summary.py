@@ -1,54 +1,87 @@
 """The table printed at the end of a sweep: median time and speedup over a baseline.
 
-Speedup = baseline median / architecture median, in the same run, same workload, length,
-batch, dtype and device. Failed cells show their status; noisy medians are marked ``~``.
+It is the report's own speedup and time grids (``harness.report.tables``) for each facet
+of the run directory, printed to the terminal: one way of computing a speedup everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 
-from harness.records import Record
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.report.data import load_run
+from harness.report.tables import (
+    NOISY_MARK,
+    _facets,
+    metric_grid,
+    metric_table,
+    speedup_grid,
+    speedup_table,
+)
 
 
-def _key(r: Record) -> tuple:
-    return (r.workload, r.device, r.dtype, r.batch, r.preset, r.compile)
-
-
-def summary_rows(records: Sequence[Record], baseline: str) -> dict[tuple, dict[str, dict[int, str]]]:
-    """{(workload, device, dtype, batch, preset, compile): {arch: {seq_len: text}}}."""
-    base = {(_key(r), r.seq_len): r for r in records if r.arch == baseline and r.status == "ok"}
-    out: dict[tuple, dict[str, dict[int, str]]] = {}
-    for r in records:
-        row = out.setdefault(_key(r), {}).setdefault(r.arch, {})
-        if r.status != "ok" or r.time_median_s is None:
-            row[r.seq_len] = r.status.upper()
-            continue
-        text = f"{r.time_median_s * 1e3:.3g} ms" + ("~" if r.noisy else "")
-        b = base.get((_key(r), r.seq_len))
-        if b is not None and r.arch != baseline:
-            text += f" ({b.time_median_s / r.time_median_s:.2f}x)"
-        row[r.seq_len] = text
+def summary_tables(
+    run_dir: str | os.PathLike[str], baseline: str
+) -> list[tuple[str, pd.DataFrame]]:
+    """(title, arch × n grid of "time (speedup [CI])") per facet of the run."""
+    df = load_run(run_dir)
+    try:
+        speed = speedup_table(df, baseline, n_resamples=500)
+    except UsageError:  # baseline not in this run: times only
+        speed = None
+    archs = [baseline] + sorted(set(df["arch"]) - {baseline})
+    out = []
+    for facet, g in _facets(df):
+        times, unit = metric_grid(metric_table(g, "time_median_s"), "time_median_s", archs)
+        grid = times.map(lambda v, u=unit: _with_unit(v, u))
+        title = _title(facet)
+        if speed is not None:
+            sel = speed
+            for k, v in facet.items():
+                sel = sel[sel[k] == v]
+            sgrid = speedup_grid(sel, archs)
+            for a in grid.index:
+                for n in grid.columns:
+                    s = sgrid.loc[a, n] if a in sgrid.index and n in sgrid.columns else ""
+                    if a != baseline and s[:1].isdigit():
+                        grid.loc[a, n] = f"{grid.loc[a, n]} (×{s})"
+            title += f" — median time (speedup vs {baseline}, 95% CI)"
+        out.append((title, grid))
     return out
 
 
-def print_summary(records: Sequence[Record], baseline: str = "lmu") -> None:
+def _with_unit(text: str, unit: str) -> str:
+    """``"6.06†"`` → ``"6.06 ms†"``; failure texts stay as they are."""
+    if not text[:1].isdigit():
+        return text
+    mark = NOISY_MARK if text.endswith(NOISY_MARK) else ""
+    return f"{text.removesuffix(NOISY_MARK)} {unit}{mark}"
+
+
+def _title(facet: dict) -> str:
+    parts = [str(facet.get("device_label", "")), str(facet.get("workload", ""))]
+    parts += [f"{k} {facet[k]}" for k in ("preset", "batch") if k in facet]
+    parts += [str(facet[k]) for k in ("dtype",) if k in facet]
+    if facet.get("compile") not in (None, "none"):
+        parts.append(f"compile {facet['compile']}")
+    if facet.get("overrides_key"):
+        parts.append(f"set {facet['overrides_key']}")
+    return " · ".join(p for p in parts if p)
+
+
+def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    for key, rows in summary_rows(records, baseline).items():
-        workload, device, dtype, batch, preset, compile_ = key
-        lengths = sorted({n for row in rows.values() for n in row})
-        title = (f"{workload} on {device}, {dtype}, batch {batch}, preset {preset}"
-                 + (f", compile {compile_}" if compile_ != "none" else "")
-                 + f" — median time (speedup vs {baseline})")
+    console = Console(width=None if os.isatty(1) else 200)
+    for title, grid in summary_tables(run_dir, baseline):
         table = Table(title=title)
-        table.add_column("arch")
-        for n in lengths:
+        table.add_column("arch", no_wrap=True)
+        for n in grid.columns:
             table.add_column(f"n={n}", justify="right")
-        for arch, row in rows.items():
-            table.add_row(arch, *(row.get(n, "") for n in lengths))
+        for arch, row in grid.iterrows():
+            table.add_row(arch, *map(str, row))
         console.print(table)
-    if any(r.noisy for r in records):
-        console.print("~ noisy: IQR/median above the noise threshold; treat with care")
+    console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with care")
