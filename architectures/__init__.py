@@ -22,6 +22,7 @@ from architectures.registry import (
 
 # Importing the adapter modules registers them.
 from architectures import lmu, lstm, transformer  # noqa: E402,F401  isort: skip
+from architectures import linear_attention, mamba, mingru, s4d  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "AdapterInfo",

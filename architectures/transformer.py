@@ -129,7 +129,7 @@ class Transformer(SequenceModel):
         return {"layers": layers, "pos": 0}
 
     @staticmethod
-    def _grow(cache: dict[str, torch.Tensor]) -> None:
+    def grow_cache(cache: dict[str, torch.Tensor]) -> None:
         for key, old in cache.items():
             new = old.new_zeros(*old.shape[:2], 2 * old.shape[2], old.shape[3])
             new[:, :, : old.shape[2]] = old
@@ -142,7 +142,7 @@ class Transformer(SequenceModel):
         h = (self.embed(x_t) + pe).unsqueeze(1)
         for block, cache in zip(self.blocks, state["layers"], strict=True):
             if pos >= cache["k"].shape[2]:
-                self._grow(cache)
+                self.grow_cache(cache)
             h = block.step(h, cache, pos)
         state["pos"] = pos + 1
         return self.head(self.ln_f(h[:, 0])), state

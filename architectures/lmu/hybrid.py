@@ -114,6 +114,6 @@ class LMUAttention(SequenceModel):
             memories.append(m)
         pos, cache = state["pos"], state["attn"]
         if pos >= cache["k"].shape[2]:
-            Transformer._grow(cache)
+            Transformer.grow_cache(cache)
         h = self.attention.step(h.unsqueeze(1), cache, pos)[:, 0]
         return self.head(self.norm_f(h)), {"lmu": memories, "attn": cache, "pos": pos + 1}
