@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import tomllib
@@ -213,7 +214,11 @@ def _executor(cfg: SlurmConfig, folder: Path, device: str):
     kwargs = {}
     if cfg.cluster != "debug":
         kwargs[f"{cfg.cluster}_max_num_timeout"] = cfg.max_num_timeout
-    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=cfg.cluster, **kwargs)
+    try:
+        ex = submitit.AutoExecutor(folder=folder / "%j", cluster=cfg.cluster, **kwargs)
+    except RuntimeError as exc:  # no srun/sbatch here
+        raise UsageError(f"cannot use cluster {cfg.cluster!r}: {exc} (set cluster = \"local\" "
+                         "in the launcher config to run the jobs on this machine)") from None
     params: dict[str, Any] = dict(name=cfg.job_name, timeout_min=cfg.timeout_min,
                                   nodes=1, tasks_per_node=1)
     if device.startswith("cuda"):
@@ -270,7 +275,10 @@ def run_slurm(
                    retry_failed=retry_failed, run_id=run_id,
                    seen={c.cell_id: counts.get(c.cell_id, 0) for c in chunk})
            for chunk in jobs_cells]
-    jobs = ex.submit_array(fns)
+    try:
+        jobs = ex.submit_array(fns)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UsageError(f"job submission failed: {exc}") from None
     with open(folder / JOBS, "a") as f:
         for job, chunk in zip(jobs, jobs_cells, strict=True):
             f.write(json.dumps({"job_id": str(job.job_id), "submitted": time.time(),
