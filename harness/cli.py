@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("harness.report", "speedup tables and figures from run directories"),
     "compare": ("harness.compare", "compare two runs cell by cell, flag regressions"),
     "profile": ("harness.profiling", "torch.profiler traces for TensorBoard, time breakdown"),
-    "status": ("harness.status", "done / failed / pending counts of a sweep"),
+    "status": ("harness.status", "done / running / failed / pending counts of a sweep"),
 }
 
 

@@ -90,6 +90,7 @@ class Record:
     metrics: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     wall_s: float | None = None
+    threads: int | None = None  # torch's intra-op thread count in the cell's process
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, message: str = "", **kw: Any) -> Record:

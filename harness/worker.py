@@ -152,6 +152,7 @@ def run_cell(cell: Cell, settings: RunSettings) -> Record:
         fields = {"message": describe(exc)}
     rec = Record.for_cell(cell, status, started_at=started, **fields)
     rec.wall_s = time.perf_counter() - t0
+    rec.threads = torch.get_num_threads()
     return rec
 
 
