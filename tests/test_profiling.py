@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ import torch
 from harness.cli import main as cli
 from harness.profiling import breakdown_table
 from harness.profiling.breakdown import CATEGORIES, StepTimes, breakdown, categorize
-from harness.profiling.trace import ProfileConfig, lean_pass
+from harness.profiling.trace import ProfileConfig, lean_pass, too_big_for_full_trace
 from harness.records import Cell, Record
 from harness.results import ResultStore
 
@@ -106,6 +107,24 @@ def test_matmul_only_module_is_mostly_matmul() -> None:
     assert shares.idxmax() == "matmul/GEMM" and shares["matmul/GEMM"] > 0.5, shares
 
 
+def test_big_traces_keep_the_lean_trace() -> None:
+    config = ProfileConfig(warmup=1, active=2, max_full_trace_events=1000)
+    assert too_big_for_full_trace(config, events_per_step=333) is None  # 999 events
+    assert "1,002 operator events" in too_big_for_full_trace(config, events_per_step=334)
+    assert too_big_for_full_trace(replace(config, max_full_trace_events=0), 1e9) is None
+
+
+def test_over_the_limit_the_lean_trace_is_kept(tmp_path: Path) -> None:
+    assert cli(["profile", "--arch", "lmu-fft", "--seq-len", "32", *TINY, "--no-stack",
+                "--max-full-trace-events", "10", "--out", str(tmp_path)]) == 0
+    (manifest,) = [json.loads(p.read_text()) for p in tmp_path.rglob("profile.json")]
+    assert "exceed --max-full-trace-events 10" in manifest["trace_note"]
+    assert manifest["memory_timeline"] is None
+    cell_dir = next(p.parent for p in tmp_path.rglob("profile.json"))
+    trace = json.loads((cell_dir / manifest["trace_file"]).read_text())
+    assert "aten::_fft_r2c" in {e.get("name") for e in trace["traceEvents"]}
+
+
 # ---------------------------------------------------------------- the command
 
 
@@ -166,6 +185,7 @@ def test_profile_from_a_run_leaves_its_records_alone(tmp_path: Path) -> None:
     (["--arch", "lmu"], "needs --arch and --seq-len"),
     (["--arch", "lmu", "--seq-len", "64", "--active", "0"], "active must be an integer >= 1"),
     (["--arch", "lmu", "--seq-len", "64", "--device", "tpu"], "unknown device 'tpu'"),
+    (["--arch", "lmu", "--seq-len", "64", "--max-full-trace-events", "-1"], "must be >= 0"),
     (["--from", "/nonexistent/run", "--cell", "x"], "run directory '/nonexistent/run' does "),
     (["--cell", "x"], "--cell needs --from"),
 ])

@@ -75,6 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--active", type=int, default=2, help="steps recorded and reported (2)")
     s.add_argument("--no-stack", action="store_true", help="no Python stacks in the trace")
     s.add_argument("--no-memory", action="store_true", help="no memory events in the trace")
+    s.add_argument("--max-full-trace-events", type=int, default=100_000, metavar="N",
+                   help="above N recorded operator events keep the lean trace, without stacks, "
+                        "shapes and memory (they need many GB); 0: no limit (default 100000)")
     s.add_argument("--seed", type=int, default=0, help="input and initialisation seed")
     s.add_argument("--top", type=int, default=10, help="operators printed per cell (10)")
     p.add_argument("--out", help="profile directory (default results/profiles/<time>-<name>, "
@@ -170,7 +173,8 @@ def _config(args: argparse.Namespace) -> ProfileConfig:
     try:
         return ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.active,
                              record_shapes=True, profile_memory=not args.no_memory,
-                             with_stack=not args.no_stack, seed=args.seed)
+                             with_stack=not args.no_stack, seed=args.seed,
+                             max_full_trace_events=args.max_full_trace_events)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -213,7 +217,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"profiling {cell.cell_id} ...", flush=True)
         try:
             manifest, ops = profile_cell(cell, out / cell_dir_name(cell), config,
-                                         source_run=args.from_run)
+                                         source_run=args.from_run,
+                                         log=lambda m: print(m, flush=True))
         except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the rest
             from harness.worker import describe
 

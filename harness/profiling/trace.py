@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -50,6 +51,9 @@ class ProfileConfig:
     profile_memory: bool = True
     with_stack: bool = True
     seed: int = 0
+    # Above this many recorded operator events no full trace (stacks, shapes, memory) is
+    # recorded; the lean trace is kept (see too_big_for_full_trace). 0: no limit.
+    max_full_trace_events: int = 100_000
 
     def __post_init__(self) -> None:
         for name in ("wait", "warmup", "active"):
@@ -57,6 +61,9 @@ class ProfileConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "active" else 0):
                 low = 1 if name == "active" else 0
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.max_full_trace_events < 0:
+            raise ValueError("max_full_trace_events must be >= 0, "
+                             f"got {self.max_full_trace_events!r}")
 
     @property
     def steps(self) -> int:
@@ -71,6 +78,7 @@ class CellProfile:
     cell_id: str
     out_dir: str
     trace_file: str | None
+    trace_note: str | None  # why the trace lacks stacks/memory, if it does
     memory_timeline: str | None
     memory_timeline_skipped: str | None  # why there is none
     step_wall_ms: float
@@ -130,6 +138,21 @@ def worker_name(device: torch.device) -> str:
     return f"{platform.node().split('.')[0] or 'host'}_{str(device).replace(':', '')}"
 
 
+def too_big_for_full_trace(config: ProfileConfig, events_per_step: float) -> str | None:
+    """Why the full trace (stacks, shapes, memory) is skipped, or None to record it.
+
+    The profiler's memory grows faster than its event count (about 4 KB per event for
+    the sequential LMU at n=128, 11 KB at n=512, over 24 GB at n=1024 with stacks), so
+    above ``max_full_trace_events`` the breakdown pass's lean trace is kept instead."""
+    recorded = int(events_per_step * (config.warmup + config.active))
+    limit = config.max_full_trace_events
+    if not limit or recorded <= limit:
+        return None
+    return (f"{recorded:,} operator events exceed --max-full-trace-events {limit:,}: kept the "
+            "lean trace (no stacks, shapes or memory; raise the limit, with memory to spare, "
+            "for them)")
+
+
 def trace_pass(step: Callable[[], None], device: torch.device, out_dir: Path,
                config: ProfileConfig) -> tuple[Path | None, str | None, str | None]:
     """Record the full trace into ``out_dir``; returns (trace file, memory timeline file,
@@ -169,13 +192,20 @@ def memory_timeline(prof: profile, device: torch.device, path: Path,
     return (str(path), None) if path.exists() else (None, "export wrote no file")
 
 
-def lean_pass(step: Callable[[], None], device: torch.device,
-              config: ProfileConfig) -> tuple[pd.DataFrame, StepTimes]:
-    """Operators only; per-step self times of every operator and the step's wall time."""
+def lean_pass(step: Callable[[], None], device: torch.device, config: ProfileConfig,
+              out_dir: Path | None = None) -> tuple[pd.DataFrame, StepTimes]:
+    """Operators only; per-step self times of every operator and the step's wall time.
+    With ``out_dir``, its (lean) trace is written there too, replacing any older one."""
+    handler = None
+    if out_dir is not None:
+        for old in out_dir.glob(f"*{TRACE_SUFFIX}"):
+            old.unlink()
+        handler = tensorboard_trace_handler(str(out_dir), worker_name=worker_name(device))
     with profile(
         activities=_activities(device),
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active,
                           repeat=1),
+        on_trace_ready=handler,
     ) as prof:
         _drive(prof, step, config.steps)
     return op_table(prof.key_averages(), config.active, device)
@@ -204,7 +234,8 @@ def op_table(events: Any, active: int, device: torch.device) -> tuple[pd.DataFra
 
 
 def profile_cell(cell: Cell, out_dir: Path, config: ProfileConfig,
-                 source_run: str | None = None) -> tuple[CellProfile, pd.DataFrame]:
+                 source_run: str | None = None,
+                 log: Callable[[str], None] = lambda _: None) -> tuple[CellProfile, pd.DataFrame]:
     """Profile ``cell`` into ``out_dir`` (trace, memory timeline, ops.csv, breakdown.csv,
     profile.json); returns the manifest and the per-step operator table."""
     from harness.profiling.breakdown import categorize
@@ -214,15 +245,26 @@ def profile_cell(cell: Cell, out_dir: Path, config: ProfileConfig,
     prep = prepare_cell(cell, config.seed)
     step = _synced(prep.run, device)
     step()  # first call: lazy initialisation, optimizer state, compilation
-    ops, times = lean_pass(step, device, config)
-    trace, mem, mem_skipped = trace_pass(step, device, out_dir, config)
+    t0 = time.perf_counter()
+    ops, times = lean_pass(step, device, config, out_dir)
+    log(f"  breakdown pass: {time.perf_counter() - t0:.1f} s, "
+        f"{ops['calls'].sum():,.0f} operator calls per step")
+    note = too_big_for_full_trace(config, float(ops["calls"].sum()))
+    if note:
+        log(f"  {note}")
+        traces = sorted(out_dir.glob(f"*{TRACE_SUFFIX}"))
+        trace, mem, mem_skipped = (traces[-1] if traces else None), None, note
+    else:
+        t0 = time.perf_counter()
+        trace, mem, mem_skipped = trace_pass(step, device, out_dir, config)
+        log(f"  trace pass: {time.perf_counter() - t0:.1f} s")
     ops["category"] = [categorize(op) or "overhead" for op in ops["op"]]
     ops.to_csv(out_dir / OPS_FILE, index=False)
     fields = cell.key_dict()
     long_rows(fields, breakdown(ops, times)).to_csv(out_dir / BREAKDOWN_FILE, index=False)
     manifest = CellProfile(
         cell=fields, cell_id=cell.cell_id, out_dir=str(out_dir),
-        trace_file=trace.name if trace else None,
+        trace_file=trace.name if trace else None, trace_note=note,
         memory_timeline=Path(mem).name if mem else None, memory_timeline_skipped=mem_skipped,
         step_wall_ms=1e3 * times.step_wall_s,
         device_busy_ms=1e3 * times.device_busy_s if times.device_busy_s is not None else None,
