@@ -181,7 +181,12 @@ def _config(args: argparse.Namespace) -> ProfileConfig:
 
 def _print_top(manifest, ops, top: int) -> None:
     head = ops[ops["category"] != "overhead"].head(top) if top > 0 else ops.head(0)
-    print(f"\n{manifest.cell_id}: {manifest.step_wall_ms:.2f} ms per profiled step")
+    ratio = manifest.step_wall_ms / manifest.plain_step_ms if manifest.plain_step_ms else 1.0
+    print(f"\n{manifest.cell_id}: {manifest.step_wall_ms:.2f} ms per profiled step, "
+          f"{manifest.plain_step_ms:.2f} ms unprofiled")
+    if ratio > 1.5:
+        print(f"  note: profiling made the step {ratio:.1f}x slower; the profiler's per-operator "
+              "cost is inside these times, so trust shares over milliseconds")
     print(f"  {'operator':52s} {'calls':>7s} {'self CPU ms':>12s} {'self dev ms':>12s}  category")
     for _, r in head.iterrows():
         print(f"  {r['op'][:52]:52s} {r['calls']:7.0f} {1e3 * r['self_cpu_s']:12.3f} "
