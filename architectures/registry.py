@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import inspect
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from architectures.base import AdapterInfo, SequenceModel
 

@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"seqbench adapters (preset {args.preset!r}, params at input 1 / output 10)")
+    title = f"seqbench adapters (preset {args.preset!r}, params at input 1 / output 10)"
+    table = Table(title=title)
     table.add_column("name", no_wrap=True, min_width=max(len(r["name"]) for r in rows))
     for col in ("family", "params", "parallel", "step", "time", "memory", "step mem"):
         table.add_column(col)

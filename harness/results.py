@@ -123,7 +123,9 @@ def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
             raise UsageError(f"run directory {str(d)!r} does not exist")
         recs = store.records()
         if not recs:
-            raise UsageError(f"run directory {str(d)!r} has no records ({RECORDS} missing or empty)")
+            raise UsageError(
+                f"run directory {str(d)!r} has no records ({RECORDS} missing or empty)"
+            )
         out.extend(recs)
     return out
 

@@ -50,7 +50,9 @@ class RunSettings:
         names = {f.name for f in fields(cls)}
         for key in d:
             if key not in names:
-                raise UsageError(f"{where}: unknown setting {key!r}; valid choices: {', '.join(sorted(names))}")
+                raise UsageError(
+                    f"{where}: unknown setting {key!r}; valid choices: {', '.join(sorted(names))}"
+                )
         return cls(**d)
 
 
@@ -89,10 +91,10 @@ class Suite:
             lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
             keys = list(lists)
             for values in itertools.product(*(lists[k] for k in keys)):
-                kw = dict(zip(keys, values))
+                kw = dict(zip(keys, values, strict=True))
                 if kw["arch"] not in architectures.available():
                     raise choice("architecture", kw["arch"], architectures.available())
-                accepted = architectures.spec(kw["arch"]).config_keys
+                accepted = cell_keys(kw["arch"], kw["workload"])
                 own = {k: v for k, v in sets.items() if k in accepted}
                 cell = Cell.make(overrides=own, device=device, **kw)
                 if cell.cell_id not in seen:
@@ -105,9 +107,10 @@ class Suite:
         unused = sorted(set(overrides or {}) - used)
         if unused:
             archs = sorted({c.arch for c in out})
+            valid = sorted({k for c in out for k in cell_keys(c.arch, c.workload)})
             raise UsageError(
                 f"--set key(s) {unused} apply to none of the architectures {archs}; valid "
-                f"choices: {', '.join(sorted({k for a in archs for k in architectures.spec(a).config_keys}))}"
+                f"choices: {', '.join(valid)}"
             )
         return out
 
@@ -122,9 +125,19 @@ def check_configs(cells: list[Cell]) -> None:
             continue
         seen.add(key)
         try:
-            architectures.build(c.arch, preset=c.preset, **dict(c.overrides))
+            keys = architectures.spec(c.arch).config_keys  # the rest are workload options
+            architectures.build(c.arch, preset=c.preset,
+                                **{k: v for k, v in c.overrides if k in keys})
         except (ValueError, TypeError) as exc:
-            raise UsageError(f"{c.arch} (preset {c.preset!r}, set {dict(c.overrides)}): {exc}") from None
+            where = f"{c.arch} (preset {c.preset!r}, set {dict(c.overrides)})"
+            raise UsageError(f"{where}: {exc}") from None
+
+
+def cell_keys(arch: str, workload: str) -> tuple[str, ...]:
+    """Override keys a cell accepts: its adapter's configuration and its workload's options
+    (task workloads: lr, max_steps, max_wall_s, target, data, ...)."""
+    own = workloads.option_keys(workload) if workload in workloads.available() else ()
+    return architectures.spec(arch).config_keys + own
 
 
 def suite_names() -> list[str]:
@@ -174,7 +187,9 @@ def validate_device(device: str) -> str:
         return device
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} requested but CUDA is not available; valid choices: cpu")
+            raise UsageError(
+                f"device {device!r} requested but CUDA is not available; valid choices: cpu"
+            )
         count = torch.cuda.device_count()
         idx = device.partition(":")[2]
         if idx and (not idx.isdigit() or int(idx) >= count):
@@ -205,11 +220,16 @@ def validate_cell(cell: Cell) -> None:
         architectures.preset_config(cell.arch, cell.preset)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    keys = architectures.spec(cell.arch).config_keys
+    keys = cell_keys(cell.arch, cell.workload)
     for key, _ in cell.overrides:
         if key not in keys:
             raise UsageError(
                 f"unknown configuration key {key!r} for {cell.arch!r} (from --set); "
                 f"valid choices: {', '.join(keys)}"
             )
+    try:  # a task checks its options and data files before anything runs
+        workloads.check(cell.workload, seq_len=cell.seq_len, batch=cell.batch,
+                        options=dict(cell.overrides))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 

@@ -12,7 +12,7 @@ import statistics
 import time
 import traceback
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -142,7 +142,7 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, 
 
 def run_cell(cell: Cell, settings: RunSettings) -> Record:
     """Measure one cell; any Python-level failure becomes the record's status."""
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     try:
         fields = measure_cell(cell, settings)

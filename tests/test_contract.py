@@ -7,10 +7,10 @@ preset at a non-reference shape (input 3, output 5) to catch feature-size mix-up
 
 from __future__ import annotations
 
+import tomllib
 from importlib import resources
 
 import pytest
-import tomllib
 import torch
 
 import architectures

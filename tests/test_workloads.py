@@ -43,7 +43,7 @@ def test_train_step_updates_every_parameter_and_lowers_the_loss():
     model, p = prepared("lmu-chunked", "train")
     before = [q.detach().clone() for q in model.parameters()]
     losses = [p.run().item() for _ in range(30)]
-    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
     assert all(changed)
     assert losses[-1] < losses[0]
 

@@ -7,8 +7,9 @@ and returns a ``Prepared``: a zero-argument callable that performs one unit of w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
