@@ -158,7 +158,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _line(rec: Record) -> str:
-    head = f"{rec.status:7s} {rec.arch:12s} {rec.workload:8s} n={rec.seq_len:<6d} b={rec.batch:<3d}"
+    head = (f"{rec.status:7s} {rec.arch:16s} {rec.workload:12s} "
+            f"n={rec.seq_len:<6d} b={rec.batch:<3d}")
+    if rec.status == "ok" and rec.metrics:  # a task: its outcome, not its step time
+        return f"{head} {rec.message[:120]}"
     if rec.status == "ok" and rec.time_median_s is not None:
         noisy = "  NOISY" if rec.noisy else ""
         return f"{head} {rec.time_median_s * 1e3:10.3f} ms  (n={rec.n_samples}){noisy}"
