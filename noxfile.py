@@ -72,3 +72,21 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "run", "--suite", "bench", "--out", str(out),
                 *session.posargs)
     session.run("python", "-m", "harness", "report", str(out))
+
+
+@nox.session
+def profile(session: nox.Session) -> None:
+    """Profile every adapter at a short and a long length; print how to open TensorBoard.
+
+    Lengths: SEQBENCH_PROFILE_LENGTHS (default "256,1024"; the sequential lmu needs many
+    GB of profiler memory beyond that on CPU). Extra args go to ``harness profile``.
+    """
+    install(session, "profile")
+    lengths = os.environ.get("SEQBENCH_PROFILE_LENGTHS", "256,1024")
+    out = ROOT / "results" / "profiles" / f"{datetime.now():%Y%m%d-%H%M%S}-nox"
+    session.run("python", "-m", "harness", "profile", "--arch", "all", "--workload", "train",
+                "--seq-len", lengths, "--batch", "8", "--active", "1", "--out", str(out),
+                *session.posargs)
+    session.log(f"TensorBoard: tensorboard --logdir {out} --host 127.0.0.1, then open "
+                "http://127.0.0.1:6006 → PYTORCH_PROFILER (its charts need internet); offline: "
+                f"{out}/breakdown_*.png, or any *.pt.trace.json in ui.perfetto.dev")
