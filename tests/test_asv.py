@@ -63,6 +63,18 @@ def test_measure_cell_reports_timer_median_and_tokens(grid):
     assert np.isnan(r.cuda_peak_bytes)
 
 
+def test_cells_run_on_the_grids_thread_count_and_restore_it(grid):
+    before = torch.get_num_threads()
+    with grid.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with grid.torch_threads(None):
+        assert torch.get_num_threads() == before
+    assert grid.CPU_GRIDS["default"].threads == grid.CPU_GRIDS["test"].threads == 1
+    grid.measure_cell("lmu-fft", 16, "forward", grid.CPU_GRIDS["test"])
+    assert torch.get_num_threads() == before
+
+
 def test_measure_cell_turns_a_cell_it_cannot_run_into_an_error(grid):
     r = grid.measure_cell("no-such-adapter", 16, "forward", grid.CPU_GRIDS["test"])
     assert "no-such-adapter" in r.error and np.isnan(r.time_s)

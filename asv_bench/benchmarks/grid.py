@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 GRID_ENV = "SEQBENCH_ASV_GRID"
@@ -38,6 +40,10 @@ class Grid:
     # load spike stalls one call, so the median (not one unlucky call) is what is stored
     budget_s: float = 0.5
     warmup_max_s: float = 0.5
+    # torch intra-op threads while a cell runs; None keeps torch's default. The CPU grids
+    # use 1: with several threads, OpenMP's spinning barriers on a busy machine turned
+    # 0.4 ms calls into 60-2000 ms ones here, and a history must compare like with like.
+    threads: int | None = None
 
     @property
     def params(self) -> list[list]:
@@ -53,9 +59,10 @@ CPU_GRIDS = {
         archs=("lmu-fft", "lstm", "transformer"),  # the sequential lmu: CUDA grid only
         seq_lens=(128, 512),
         workloads=("forward", "train"),
+        threads=1,
     ),
     "test": Grid(archs=("lmu-fft", "lstm"), seq_lens=(32,), workloads=("forward",), batch=1,
-                 budget_s=0.5, warmup_max_s=0.3),
+                 budget_s=0.5, warmup_max_s=0.3, threads=1),
 }
 
 CUDA_GRIDS = {
@@ -95,6 +102,20 @@ class CellResult:
     error: str = ""
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` (unchanged when None), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare_cell(arch: str, seq_len: int, workload: str, grid: Grid, device: str):
     """Build the adapter and its inputs; returns the workload's ``Prepared``."""
     import torch
@@ -114,29 +135,34 @@ def measure_cell(arch: str, seq_len: int, workload: str, grid: Grid,
     """Median seconds per call through the harness Timer (CUDA-synchronised on GPU),
     tokens/s from it, and on CUDA the peak allocated bytes of one call."""
     try:
-        import torch
-
-        from harness.timing import Timer, TimingConfig
-
-        prepared = prepare_cell(arch, seq_len, workload, grid, device)
-        cuda_peak = math.nan
-        if device.startswith("cuda"):
-            from harness.memory import MemoryTracker
-
-            prepared.run()  # first call: lazy init and allocator growth are not the peak
-            torch.cuda.synchronize(device)
-            with MemoryTracker(device) as tracker:
-                prepared.run()
-                torch.cuda.synchronize(device)
-            cuda_peak = float(tracker.peak_bytes)
-        config = TimingConfig(warmup_max_s=grid.warmup_max_s,
-                              warmup_min_s=min(0.2, grid.warmup_max_s),
-                              budget_s=grid.budget_s)
-        m = Timer(prepared.run, device, config).measure()
-        return CellResult(time_s=m.median, tokens_per_s=prepared.tokens / m.median,
-                          cuda_peak_bytes=cuda_peak)
+        with torch_threads(grid.threads):
+            return _measure(arch, seq_len, workload, grid, device)
     except Exception as exc:  # a cell this commit cannot run is skipped, not fatal
         return CellResult(error=f"{type(exc).__name__}: {exc}")
+
+
+def _measure(arch: str, seq_len: int, workload: str, grid: Grid, device: str) -> CellResult:
+    import torch
+
+    from harness.timing import Timer, TimingConfig
+
+    prepared = prepare_cell(arch, seq_len, workload, grid, device)
+    cuda_peak = math.nan
+    if device.startswith("cuda"):
+        from harness.memory import MemoryTracker
+
+        prepared.run()  # first call: lazy init and allocator growth are not the peak
+        torch.cuda.synchronize(device)
+        with MemoryTracker(device) as tracker:
+            prepared.run()
+            torch.cuda.synchronize(device)
+        cuda_peak = float(tracker.peak_bytes)
+    config = TimingConfig(warmup_max_s=grid.warmup_max_s,
+                          warmup_min_s=min(0.2, grid.warmup_max_s),
+                          budget_s=grid.budget_s)
+    m = Timer(prepared.run, device, config).measure()
+    return CellResult(time_s=m.median, tokens_per_s=prepared.tokens / m.median,
+                      cuda_peak_bytes=cuda_peak)
 
 
 def measure_grid(grid: Grid, device: str = "cpu") -> dict[tuple[str, int, str], CellResult]:

@@ -4,7 +4,8 @@ Parameterised over architecture × sequence length × workload (``grid.py``). Ti
 from the harness's own Timer (CUDA events + synchronisation on GPU), reported as
 ``track_`` benchmarks so asv stores exactly the harness's median:
 
-* ``CPU.track_time_s`` (seconds per call) and ``CPU.track_tokens_per_s``;
+* ``CPU.track_time_s`` (seconds per call) and ``CPU.track_tokens_per_s``, with torch on
+  one thread (``grid.Grid.threads``: comparable across commits on a busy machine);
 * ``CPUMemory.peakmem_run``: asv's peak RSS of the benchmark process (interpreter, torch,
   model and one call: compare it across commits, not across adapters' absolute sizes);
 * with CUDA present, ``CUDA.track_time_s``, ``CUDA.track_tokens_per_s`` and
@@ -73,6 +74,9 @@ class CPUMemory:
     timeout = 300
 
     def setup(self, arch: str, seq_len: int, workload: str) -> None:
+        grid = CPU_GRIDS[_GRID]
+        if grid.threads is not None:  # as in the timed cells (this process runs one cell)
+            torch.set_num_threads(grid.threads)
         try:
             self.prepared = prepare_cell(arch, seq_len, workload, CPU_GRIDS[_GRID], "cpu")
         except Exception as exc:
