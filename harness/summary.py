@@ -1,7 +1,9 @@
-"""The table printed at the end of a sweep: median time and speedup over a baseline.
+"""The tables printed at the end of a sweep: median time and speedup over a baseline.
 
 It is the report's own speedup and time grids (``harness.report.tables``) for each facet
 of the run directory, printed to the terminal: one way of computing a speedup everywhere.
+Task workloads (psdigits, textlm, …) get the report's task table instead: what each
+architecture reached, and its time-to-target speedup (``harness.report.tasks``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,28 @@ from harness.report.tables import (
     speedup_grid,
     speedup_table,
 )
+from harness.report.tasks import split_tasks, task_table
 
 
 def summary_tables(
     run_dir: str | os.PathLike[str], baseline: str
 ) -> list[tuple[str, pd.DataFrame]]:
-    """(title, arch × n grid of "time (speedup [CI])") per facet of the run."""
-    df = load_run(run_dir)
+    """(title, grid) per facet: arch × n of "time (speedup [CI])" for timed workloads,
+    then one task table per device (rows: task × arch) for task workloads."""
+    df, tasks = split_tasks(load_run(run_dir))
+    out = [] if df.empty else _timed_tables(df, baseline)
+    if not tasks.empty:
+        table = task_table(tasks, baseline)
+        for dev, t in table.groupby("device", sort=True):
+            cols = ["arch", "task"] + [c for c in t.columns if c not in ("device", "arch", "task")]
+            grid = t[cols].set_index("arch")
+            out.append(
+                (f"{dev} · tasks — final metric, time to target (speedup vs {baseline})", grid)
+            )
+    return out
+
+
+def _timed_tables(df: pd.DataFrame, baseline: str) -> list[tuple[str, pd.DataFrame]]:
     try:
         speed = speedup_table(df, baseline, n_resamples=500)
     except UsageError:  # baseline not in this run: times only
@@ -71,17 +88,32 @@ def _title(facet: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
+TEXT_COLUMNS = ("task", "metric")
+TASK_NOTE = (
+    "time to target: training seconds at the first evaluation that met the target; "
+    "speedup [range the evaluation spacing allows], one run"
+)
+
+
 def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=None if os.isatty(1) else 200)
+    timed = tasks = False
     for title, grid in summary_tables(run_dir, baseline):
+        is_task = "task" in grid.columns
+        timed, tasks = timed or not is_task, tasks or is_task
         table = Table(title=title)
         table.add_column("arch", no_wrap=True)
         for n in grid.columns:
-            table.add_column(f"n={n}", justify="right")
+            text = n in TEXT_COLUMNS
+            label = n if isinstance(n, str) else f"n={n}"
+            table.add_column(label, justify="left" if text else "right", no_wrap=text)
         for arch, row in grid.iterrows():
             table.add_row(arch, *map(str, row))
         console.print(table)
-    console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with care")
+    if timed:
+        console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with care")
+    if tasks:
+        console.print(TASK_NOTE)

@@ -33,6 +33,7 @@ from harness.report.tables import (
     to_latex,
     to_markdown,
 )
+from harness.report.tasks import split_tasks, task_results, task_table
 
 __all__ = [
     "build_report",
@@ -44,6 +45,8 @@ __all__ = [
     "add_arguments",
     "main",
     "PAPER_ARCHS",
+    "task_table",
+    "task_results",
 ]
 
 PRESETS = ("default", "paper")
@@ -290,6 +293,75 @@ def write_figures(
     return lines
 
 
+TASK_INTRO = (
+    "Each architecture trained under its task's protocol (fixed seed, AdamW, the same "
+    "budget), evaluated on the held-out split at intervals. Final: the metric at the last "
+    "evaluation; best: the best evaluation (↑ higher is better, ↓ lower). Time to target: "
+    "training wall-clock seconds (evaluation excluded) at the first evaluation that met the "
+    "target; tokens to target likewise. Speedup vs `{b}` = `{b}`'s time to target / the "
+    "architecture's, same device, task and options; in brackets the range the evaluation "
+    "spacing allows (the target was crossed somewhere after the previous evaluation), not a "
+    "noise interval: one seed, one run. '> x (baseline not reached)': `{b}` trained its "
+    "whole budget without reaching the target, so the speedup is at least x. A failed cell "
+    "shows its status."
+)
+TASK_FIGURES = {
+    "wall_s": "Held-out metric vs training wall-clock seconds",
+    "tokens_seen": "Held-out metric vs tokens seen",
+}
+
+
+def write_task_section(
+    df: pd.DataFrame, styles, baseline: str, out: Path, widths, formats, dpi: int
+) -> list[str]:
+    """Task table (.md/.tex/.csv), curves as CSV, and metric-vs-time/tokens figures."""
+    from harness.report import figures
+    from harness.report.tasks import plot_task_curves, task_curves, task_latex, task_markdown
+
+    table = task_table(df, baseline)
+    devices = table["device"].unique()
+    shown = table.drop(columns=["device"]) if len(devices) == 1 else table
+    stem = out / "tables" / "tasks"
+    md = task_markdown(shown)
+    on = f" on {devices[0]}" if len(devices) == 1 else ""
+    title = f"Task results{on}: final metric, parameters, time to target, speedup vs `{baseline}`"
+    _write(stem.with_suffix(".md"), f"{title}\n\n{md}")
+    _write(stem.with_suffix(".tex"), task_latex(shown, f"task results{on}"))
+    _write_csv(task_results(df, baseline).drop(columns=["message"]), stem.with_suffix(".csv"))
+    _write_csv(task_curves(df), out / "task_curves.csv")
+    links = " · ".join(
+        f"[{s}]({_rel(stem.with_suffix('.' + s), out)})" for s in ("md", "tex", "csv")
+    )
+    lines = ["## Tasks", "", TASK_INTRO.format(b=baseline), ""]
+    lines += [f"**{title}** — {links}", "", md]
+    has_curves = any(isinstance(m, dict) and m.get("curve") for m in df["metrics"])
+    for x, caption in TASK_FIGURES.items() if has_curves else ():
+        caption += (
+            ", one panel per task; dashed grey: the target; ringed: the evaluation where the "
+            "target was first met; a curve identical to another (two implementations of one "
+            "model) is dashed with open markers and named '(= other)' in the legend"
+        )
+        stems = {}
+        for w in widths:
+            fig = plot_task_curves(df, x, styles=styles, width=w, baseline=baseline)
+            stems[w] = out / "figures" / f"task_{'time' if x == 'wall_s' else 'tokens'}_{w}"
+            try:
+                figures.save(fig, stems[w], formats, dpi)
+            except OSError as exc:
+                raise UsageError(f"cannot write {stems[w]}: {exc.strerror}") from None
+        files = " · ".join(
+            f"[{w} {fmt}]({_rel(s.with_suffix('.' + fmt), out)})"
+            for w, s in stems.items()
+            for fmt in formats
+        )
+        lines += [f"**{caption}** — {files}", ""]
+        if "png" in formats:
+            show = stems.get("double") or next(iter(stems.values()))
+            lines += [f"![task curves vs {x}]({_rel(show.with_suffix('.png'), out)})", ""]
+    lines.append("Every evaluation of every task cell: [task_curves.csv](task_curves.csv).")
+    return lines + [""]
+
+
 def _failures(df: pd.DataFrame) -> list[str]:
     bad = df[df["status"] != "ok"]
     if bad.empty:
@@ -344,25 +416,44 @@ def build_report(
             notes.append(f"Not in the run(s), so not shown: {', '.join(missing)}.")
     out = prepare_out(Path(out) if out is not None else Path(dirs[0]) / "report")
     styles = arch_styles(df["arch"], first=baseline)
-    speed = speedup_table(df, baseline, n_resamples=n_resamples, seed=seed)
+    timed, tasks = split_tasks(df)
     _write_csv(df.drop(columns=["samples"]), out / "results.csv")
-    exps = scaling_table(df)
-    _write_csv(exps, out / "scaling.csv")
 
     lines = [f"# seqbench report{' (paper preset)' if preset == 'paper' else ''}", ""]
-    lines += [
-        f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
-        "time, with a 95% percentile-bootstrap interval [low, high] resampling both cells' "
-        "samples (none when a cell has fewer than two samples). A dagger (†) in tables and a "
-        "hollow marker in figures mark a cell whose samples were noisy (IQR/median above the "
-        "runner's threshold): treat it with care. Failed cells show their status (OOM, "
-        "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
-        "sit in the grey 'failed' strip at the length where they failed.",
-        "",
-    ]
+    if not timed.empty:
+        lines += [
+            f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
+            "time, with a 95% percentile-bootstrap interval [low, high] resampling both cells' "
+            "samples (none when a cell has fewer than two samples). A dagger (†) in tables and "
+            "a hollow marker in figures mark a cell whose samples were noisy (IQR/median above "
+            "the runner's threshold): treat it with care. Failed cells show their status (OOM, "
+            "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
+            "sit in the grey 'failed' strip at the length where they failed.",
+            "",
+        ]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
     lines += ["## Runs", "", to_markdown(run_summaries(dirs, df).set_index("run"), "run"), ""]
-    lines += ["## Figures", ""]
+    if not tasks.empty:
+        lines += write_task_section(tasks, styles, baseline, out, widths, formats, dpi)
+    if not timed.empty:
+        lines += _timed_sections(
+            timed, styles, baseline, out, widths, formats, dpi, preset, n_resamples, seed
+        )
+    lines += ["## Failed and skipped cells", ""] + _failures(df) + [""]
+    lines += ["All records, one row per cell: [results.csv](results.csv).", ""]
+    index = out / "index.md"
+    _write(index, "\n".join(lines))
+    return index
+
+
+def _timed_sections(
+    df, styles, baseline, out: Path, widths, formats, dpi, preset, n_resamples, seed
+) -> list[str]:
+    """Figures, scaling exponents and tables of the timed workloads (forward, train, …)."""
+    speed = speedup_table(df, baseline, n_resamples=n_resamples, seed=seed)
+    exps = scaling_table(df)
+    _write_csv(exps, out / "scaling.csv")
+    lines = ["## Figures", ""]
     lines += write_figures(df, speed, styles, baseline, out, widths, formats, dpi, preset)
     if not exps.empty:
         e = exps.assign(fit=[f"{x:.2f}" for x in exps["exponent"]])
@@ -381,11 +472,7 @@ def build_report(
         ]
     lines += ["## Tables", ""]
     lines += write_tables(df, speed, styles, baseline, out, n_resamples)
-    lines += ["## Failed and skipped cells", ""] + _failures(df) + [""]
-    lines += ["All records, one row per cell: [results.csv](results.csv).", ""]
-    index = out / "index.md"
-    _write(index, "\n".join(lines))
-    return index
+    return lines
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
