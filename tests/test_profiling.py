@@ -21,6 +21,7 @@ from harness.profiling import breakdown_table
 from harness.profiling.breakdown import CATEGORIES, StepTimes, breakdown, categorize
 from harness.profiling.trace import ProfileConfig, lean_pass, too_big_for_full_trace
 from harness.records import Cell, Record
+from harness.report import build_report
 from harness.results import ResultStore
 
 TINY = ["--preset", "tiny", "--batch", "2", "--wait", "0", "--warmup", "1", "--active", "1",
@@ -177,6 +178,15 @@ def test_profile_from_a_run_leaves_its_records_alone(tmp_path: Path) -> None:
     assert manifest["memory_timeline"] is None and "no-stack" in manifest[
         "memory_timeline_skipped"]
     assert set(breakdown_table(run)["arch"]) == {"lmu-fft"}  # what the report calls
+    samples = [0.010, 0.011, 0.012]
+    store.append(Record.for_cell(Cell.make(arch="lmu", workload="forward", seq_len=32, batch=2,
+                                           preset="tiny"), "ok", time_median_s=0.011,
+                                 samples=samples, n_samples=3, run_id="run"))
+    index = build_report([run], widths=("single",), formats=("png",), dpi=50, n_resamples=50)
+    text = index.read_text()
+    assert "## Where the time goes (torch.profiler)" in text
+    assert "| lmu-fft | 32 |" in text
+    assert (index.parent / "figures" / "profile_breakdown.png").exists()
 
 
 @pytest.mark.parametrize("argv, needle", [

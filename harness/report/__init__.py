@@ -439,11 +439,37 @@ def build_report(
         lines += _timed_sections(
             timed, styles, baseline, out, widths, formats, dpi, preset, n_resamples, seed
         )
+    lines += _profile_section(dirs, out)
     lines += ["## Failed and skipped cells", ""] + _failures(df) + [""]
     lines += ["All records, one row per cell: [results.csv](results.csv).", ""]
     index = out / "index.md"
     _write(index, "\n".join(lines))
     return index
+
+
+def _profile_section(dirs: list[str | os.PathLike[str]], out: Path) -> list[str]:
+    """Where the time goes, from profiles taken with ``harness profile --from RUN_DIR``
+    (stored under ``RUN_DIR/profiles/``; never the cells whose times are reported)."""
+    from harness.profiling import breakdown_table
+    from harness.profiling.breakdown import figure, markdown
+
+    long = breakdown_table(dirs)
+    if long.empty:
+        return []
+    paths = figure(long, out / "figures" / "profile_breakdown")
+    png = next((p for p in paths if p.suffix == ".png"), None)
+    lines = [
+        "## Where the time goes (torch.profiler)",
+        "",
+        "Self time per step by operator category, from separate profiled runs of these "
+        "cells (profiling slows a step, so these are shares, not the reported times).",
+        "",
+        markdown(long),
+        "",
+    ]
+    if png is not None:
+        lines += [f"![profile breakdown]({_rel(png, out)})", ""]
+    return lines
 
 
 def _timed_sections(
