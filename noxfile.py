@@ -90,3 +90,18 @@ def profile(session: nox.Session) -> None:
     session.log(f"TensorBoard: tensorboard --logdir {out} --host 127.0.0.1, then open "
                 "http://127.0.0.1:6006 → PYTORCH_PROFILER (its charts need internet); offline: "
                 f"{out}/breakdown_*.png, or any *.pt.trace.json in ui.perfetto.dev")
+
+
+@nox.session
+def asv(session: nox.Session) -> None:
+    """asv history and an offline dashboard (results/asv-html).
+
+    ``nox -s asv``: new commits of main since the last recorded one (HEAD if none), then
+    publish. ``-- run main~10..main``: backfill. ``-- same``: this venv's torch
+    (--python=same --set-commit-hash HEAD; GPU/offline). ``-- continuous BASE HEAD``:
+    exits 1 on a regression beyond SEQBENCH_ASV_FACTOR (default 1.1).
+    ``-- compare BASE HEAD``, ``-- publish``.
+    """
+    install(session, "asv")
+    session.run("python", "-m", "harness.asv_support", *session.posargs,
+                env={"SEQBENCH_TORCH": TORCH_SPEC})
