@@ -21,12 +21,14 @@ CPU: the process's peak resident set size (RSS) above the RSS just before. Two m
 
 Caveat for callers: RSS counts what the C allocator holds, not what Python or torch uses.
 After a first call, glibc may keep freed pages mapped and reuse them, so a tracker around
-a *later* call can report much less than the call needs. Measure around the first call in
-a fresh worker (or accept that later calls show only new growth).
+a *later* call can report much less than the call needs. On entry the tracker asks glibc
+to return its free pages (``malloc_trim(0)``), which removes most of that effect; still,
+measure around the first call in a fresh worker, as the runner does.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import re
@@ -42,6 +44,15 @@ from harness.timing import parse_device
 CPU_METHODS = ("auto", "hwm", "sampling")
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def trim_heap() -> None:
+    """Return the C allocator's free pages to the OS (glibc ``malloc_trim``), so RSS
+    counts memory in use; a no-op where glibc is not the allocator."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _status_kib(key: str) -> int | None:
@@ -137,6 +148,7 @@ class MemoryTracker:
     # -- CPU ----------------------------------------------------------------------------
     def _enter_cpu(self) -> None:
         gc.collect()
+        trim_heap()
         use_hwm = self.requested_method in ("auto", "hwm") and reset_peak_rss()
         if self.requested_method == "hwm" and not use_hwm:
             raise ValueError(
