@@ -104,7 +104,8 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> Non
     for title, grid in summary_tables(run_dir, baseline):
         is_task = "task" in grid.columns
         timed, tasks = timed or not is_task, tasks or is_task
-        table = Table(title=title)
+        console.print(f"\n[bold]{title}[/]", highlight=False)  # unwrapped: greppable
+        table = Table()
         table.add_column("arch", no_wrap=True)
         for n in grid.columns:
             text = n in TEXT_COLUMNS
