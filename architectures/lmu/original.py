@@ -213,9 +213,12 @@ class LMU(SequenceModel):
         if torch.is_grad_enabled() and (
             x.requires_grad or any(q.requires_grad for q in self.parameters())
         ):
-            hs = []  # autograd: a list + one stack (in-place writes would cost O(n^2) backward)
-            for t in range(n):
-                h, m, c = self._run(fn, p[t], h, m, c, *args)
+            # autograd: iterate over unbind (p[t] would backpropagate a full-size zero
+            # gradient per step) and collect in a list + one stack (in-place writes into
+            # a preallocated output would too): the backward pass stays O(n)
+            hs = []
+            for p_t in p.unbind(0):
+                h, m, c = self._run(fn, p_t, h, m, c, *args)
                 hs.append(h)
             out = torch.stack(hs)
         else:
