@@ -64,7 +64,11 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
             model, batch=cell.batch, seq_len=cell.seq_len, device=device, dtype=dtype,
             seed=settings.seed,
         )
-        prep.run()  # first call inside the tracker: activations, grads, optimizer state
+        # the first call, inside the tracker (activations, grads, optimizer state), with
+        # its FLOPs counted: no extra call is spent on counting
+        flops = count_flops(prep.run) if settings.count_flops and prep.count_flops else None
+        if flops is None:
+            prep.run()  # not counted (or counting failed part-way): the plain first call
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     config = TimingConfig(
@@ -73,7 +77,6 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         noise_threshold=settings.noise_threshold,
     )
     m = Timer(prep.run, device, config).measure()
-    flops = count_flops(prep.flop_run) if settings.count_flops and prep.flop_run else None
     out: dict[str, Any] = dict(
         params=params,
         time_median_s=m.median,

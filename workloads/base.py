@@ -21,7 +21,9 @@ class Prepared:
     run: Callable[[], Any]  # one unit of work
     tokens: int  # tokens processed by one call of ``run``
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. state_bytes after a stream
-    flop_run: Callable[[], Any] | None = None  # same work, safe to run under FlopCounterMode
+    # whether counting run()'s FLOPs (torch.utils.flop_counter) is meaningful and cheap; the
+    # runner counts them on the first call, which it makes anyway
+    count_flops: bool = True
 
 
 class Workload(Protocol):

@@ -23,4 +23,4 @@ class Forward:
         def run() -> torch.Tensor:
             return model(x)
 
-        return Prepared(run=run, tokens=batch * seq_len, flop_run=run)
+        return Prepared(run=run, tokens=batch * seq_len)

@@ -36,4 +36,5 @@ class Stream:
             extras["state_bytes"] = state_nbytes(state)
             return y
 
-        return Prepared(run=run, tokens=batch * seq_len, extras=extras)
+        # thousands of tiny step() calls: counting would cost more than it tells
+        return Prepared(run=run, tokens=batch * seq_len, extras=extras, count_flops=False)

@@ -27,19 +27,11 @@ class Train:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def loss_backward() -> torch.Tensor:
-            loss = F.mse_loss(model(x), target)
-            loss.backward()
-            return loss
-
         def run() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = loss_backward()
-            opt.step()
+            loss = F.mse_loss(model(x), target)
+            loss.backward()
+            opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
             return loss
 
-        def flop_run() -> torch.Tensor:  # the optimizer's foreach kernels are not counted
-            opt.zero_grad(set_to_none=True)
-            return loss_backward()
-
-        return Prepared(run=run, tokens=batch * seq_len, flop_run=flop_run)
+        return Prepared(run=run, tokens=batch * seq_len)
