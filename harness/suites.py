@@ -5,7 +5,8 @@ section per device kind, ``[cpu]`` and ``[cuda]``, each with defaults for the ce
 and a list of ``[[cpu.grid]]`` / ``[[cuda.grid]]`` tables. Each grid is the cross product
 of its list-valued fields; the suite's cells are the union of its grids. The section
 used is the run's device kind, so one suite gives a fair picture on a laptop CPU and a
-longer one on a GPU. Command-line options replace a field in every grid.
+longer one on a GPU. Command-line options replace a field in every grid; ``--arch`` and
+``--workload`` first narrow the grids to those that mention them (see ``_select_grids``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Suite:
         if not section:
             raise UsageError(f"suite {self.name!r} declares no [{kind}] section")
         defaults = {k: v for k, v in section.items() if k != "grid"}
-        grids = section.get("grid") or [{}]
+        grids = _select_grids(section.get("grid") or [{}], defaults, only or {})
         out: list[Cell] = []
         seen: set[str] = set()
         for grid in grids:
@@ -113,6 +114,24 @@ class Suite:
                 f"choices: {', '.join(valid)}"
             )
         return out
+
+
+def _select_grids(grids: list[dict], defaults: dict, only: dict[str, list]) -> list[dict]:
+    """``--arch`` / ``--workload`` first select the grids that mention them, then replace
+    the field: ``--workload train`` takes the training grids of a suite, instead of also
+    turning its streaming grid (batch 1) into training cells. A value no grid mentions
+    keeps every grid, so any architecture or workload can still be asked for."""
+    for key in ("arch", "workload"):
+        if key not in only:
+            continue
+
+        def mentions(g: dict, key: str = key) -> bool:
+            v = g.get(key, defaults.get(key, []))
+            return bool(set(v if isinstance(v, list) else [v]) & set(only[key]))
+
+        chosen = [g for g in grids if mentions(g)]
+        grids = chosen or grids
+    return grids
 
 
 def check_configs(cells: list[Cell]) -> None:

@@ -45,3 +45,16 @@ def test_cuda_section_falls_back_to_cpu_and_missing_fields_are_named(tmp_path):
     path.write_text('[cpu]\narch = "lmu"\nworkload = "forward"\nbatch = 1\n[[cpu.grid]]\n')
     with pytest.raises(UsageError, match="lacks seq_len"):
         load_suite(str(path)).cells("cuda")
+
+
+def test_command_line_arch_and_workload_select_the_grids_that_mention_them():
+    s = load_suite("bench")
+    cells = s.cells("cpu", only={"arch": ["lmu", "lmu-fft"], "workload": ["train"],
+                                 "seq_len": [1024, 4096]})
+    assert sorted((c.arch, c.seq_len, c.batch) for c in cells) == [
+        ("lmu", 1024, 16), ("lmu", 4096, 16), ("lmu-fft", 1024, 16), ("lmu-fft", 4096, 16)]
+    # a workload no grid mentions still runs, on every grid's shape
+    odd = s.cells("cpu", only={"arch": ["lstm"], "workload": ["stream"], "seq_len": [64]})
+    assert {(c.workload, c.batch) for c in odd} == {("stream", 1)}
+    anywhere = s.cells("cpu", only={"arch": ["minlstm"], "workload": ["forward"], "seq_len": [8]})
+    assert {c.arch for c in anywhere} == {"minlstm"} and anywhere
