@@ -215,6 +215,7 @@ def _arch_handle(st: ArchStyle, label: str) -> Line2D:
         [],
         color=st.color,
         marker=st.marker,
+        linestyle=st.linestyle,
         markeredgecolor="white",
         markeredgewidth=0.4,
         label=label,
@@ -317,6 +318,7 @@ def plot_vs_length(
                     g[value],
                     color=st.color,
                     marker=st.marker,
+                    linestyle=st.linestyle,
                     markeredgecolor="white",
                     markeredgewidth=0.4,
                 )
@@ -402,6 +404,7 @@ def plot_speedup(
                     yerr=[lo, hi],
                     color=st.color,
                     marker=st.marker,
+                    linestyle=st.linestyle,
                     markeredgecolor="white",
                     markeredgewidth=0.4,
                     capsize=1.5,

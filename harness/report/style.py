@@ -2,7 +2,9 @@
 
 Colours come from the Okabe–Ito palette (distinguishable with the common colour-vision
 deficiencies and in greyscale by marker); yellow is last because it is faint on white.
-Beyond eight architectures colours repeat but the (colour, marker) pair stays unique.
+Beyond eight architectures colours repeat, with a different marker and a dashed (then
+dotted) line, so no two architectures look alike. Slots follow the registry's order
+(baseline first), so an architecture keeps its look across reports of different runs.
 Failure markers (``X`` for OOM and so on) are reserved and never given to an architecture.
 """
 
@@ -33,21 +35,33 @@ FAILURE_MARKERS = {
 WIDTHS = {"single": 3.3, "double": 7.0}
 
 
+LINESTYLES = ("-", "--", ":")
+
+
 @dataclass(frozen=True)
 class ArchStyle:
     color: str
     marker: str
+    linestyle: str = "-"
 
 
 def arch_styles(archs: Iterable[str], first: str | None = None) -> dict[str, ArchStyle]:
-    """Deterministic styles: ``first`` (the baseline) gets the first slot, then sorted names."""
-    names = sorted(set(archs))
-    if first in names:
-        names.remove(first)
-        names.insert(0, first)
+    """Deterministic styles: ``first`` (the baseline) gets the first slot, then every
+    registered architecture in registry order, then unregistered names (plugins) sorted."""
+    import architectures
+
+    present = set(archs)
+    order = [first] if first else []
+    order += [a for a in architectures.available() if a not in order]
+    order += sorted(present - set(order))
     return {
-        a: ArchStyle(OKABE_ITO[i % len(OKABE_ITO)], MARKERS[i % len(MARKERS)])
-        for i, a in enumerate(names)
+        a: ArchStyle(
+            OKABE_ITO[i % len(OKABE_ITO)],
+            MARKERS[i % len(MARKERS)],
+            LINESTYLES[(i // len(OKABE_ITO)) % len(LINESTYLES)],
+        )
+        for i, a in enumerate(order)
+        if a in present
     }
 
 
@@ -66,6 +80,7 @@ def rc_for_width(width_in: float) -> dict[str, object]:
         "ytick.labelsize": base - 1,
         "legend.fontsize": base - 1,
         "legend.title_fontsize": base - 1,
+        "legend.handlelength": 3.2,  # long enough to show a dashed line beside the marker
         "lines.linewidth": 1.2,
         "lines.markersize": 4.0 if width_in < 5 else 5.0,
         "axes.linewidth": 0.6,

@@ -485,6 +485,7 @@ def _look(st: ArchStyle, *, hollow: bool) -> dict[str, Any]:
         return {
             "color": st.color,
             "marker": st.marker,
+            "linestyle": st.linestyle,
             "markeredgecolor": "white",
             "markeredgewidth": 0.4,
         }
