@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         task = progress.add_task("running", total=len(p.cells))
 
         def on_record(rec: Record) -> None:
-            progress.console.print(_line(rec), highlight=False)
+            progress.console.print(_line(rec), highlight=False, markup=False)
             progress.advance(task)
 
         records = sweep.execute(p, workers=args.workers, devices=devices,

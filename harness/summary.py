@@ -97,6 +97,7 @@ TASK_NOTE = (
 
 def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if os.isatty(1) else 200)
@@ -104,7 +105,7 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> Non
     for title, grid in summary_tables(run_dir, baseline):
         is_task = "task" in grid.columns
         timed, tasks = timed or not is_task, tasks or is_task
-        console.print(f"\n[bold]{title}[/]", highlight=False)  # unwrapped: greppable
+        console.print(f"\n[bold]{escape(title)}[/]", highlight=False)  # unwrapped: greppable
         table = Table()
         table.add_column("arch", no_wrap=True)
         for n in grid.columns:
@@ -112,9 +113,9 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> Non
             label = n if isinstance(n, str) else f"n={n}"
             table.add_column(label, justify="left" if text else "right", no_wrap=text)
         for arch, row in grid.iterrows():
-            table.add_row(arch, *map(str, row))
+            table.add_row(escape(str(arch)), *(escape(str(v)) for v in row))
         console.print(table)
     if timed:
         console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with care")
     if tasks:
-        console.print(TASK_NOTE)
+        console.print(TASK_NOTE, markup=False)
