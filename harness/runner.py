@@ -24,7 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 
 import psutil
@@ -60,8 +60,6 @@ class Scheduler:
     the one expected to take longest (so parallel workers end together)."""
 
     pending: list[Cell]
-    finished: dict[str, Record] = field(default_factory=dict)  # cell_id → record
-    running_ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.groups: dict[tuple, list[Cell]] = {}

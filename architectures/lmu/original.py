@@ -117,7 +117,6 @@ class LMU(SequenceModel):
         self.input_kernel = nn.Linear(input_size, H, bias=False) if input_to_hidden else None
         self.recurrent_kernel = nn.Linear(H, H, bias=True)  # W_h, b
         self.head = nn.Linear(H, output_size)
-        self._step_fn: Callable[..., State] = _lmu_step
         self._compile = bool(compile)
         self._compiled: Callable[..., State] | None = None
 

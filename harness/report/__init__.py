@@ -451,7 +451,7 @@ def _profile_section(dirs: list[str | os.PathLike[str]], out: Path) -> list[str]
     """Where the time goes, from profiles taken with ``harness profile --from RUN_DIR``
     (stored under ``RUN_DIR/profiles/``; never the cells whose times are reported)."""
     from harness.profiling import breakdown_table
-    from harness.profiling.breakdown import figure, markdown
+    from harness.profiling.breakdown import CATEGORY_HELP, figure, markdown
 
     long = breakdown_table(dirs)
     if long.empty:
@@ -465,6 +465,8 @@ def _profile_section(dirs: list[str | os.PathLike[str]], out: Path) -> list[str]
         "cells (profiling slows a step, so these are shares, not the reported times).",
         "",
         markdown(long),
+        "",
+        *(f"- **{name}**: {what}" for name, what in CATEGORY_HELP.items()),
         "",
     ]
     if png is not None:
