@@ -25,6 +25,7 @@ CATEGORIES = (
     "FFT",
     "matmul/GEMM",
     "convolution",
+    "fused RNN",
     "elementwise",
     "reduction/norm",
     "memory copies",
@@ -37,8 +38,9 @@ CATEGORY_HELP = {
     "FFT": "aten::_fft_r2c/_fft_c2r/_fft_c2c and other *fft* operators",
     "matmul/GEMM": "mm, addmm, bmm, linear, matmul, scaled-dot-product attention",
     "convolution": "conv1d/2d, convolution and their backward kernels",
+    "fused RNN": "recurrent kernels (oneDNN/cuDNN LSTM, GRU): GEMMs and gates in one op",
     "elementwise": "pointwise arithmetic, activations and their backward, optimizer updates",
-    "reduction/norm": "sum/mean/max, softmax, layer/batch/RMS norm, losses, cumsum",
+    "reduction/norm": "sum/mean/max, softmax, layer/batch/RMS norm, losses, cumsum, scans",
     "memory copies": "copy_, cat, clone, fill_/zeros, allocation, gather/scatter, memcpy/memset",
     "overhead": "step wall time outside compute operators (CPU) or device idle time (CUDA)",
     "other": "operators matching no rule, and device time not attributed to an operator",
@@ -51,19 +53,23 @@ _ELEMENTWISE = (
     r"|where|lerp|addcmul|addcdiv|maximum|minimum|fmax|fmin|sin|cos|tan|erf|erfc|floor|ceil"
     r"|round|trunc|frac|remainder|fmod|masked_fill|dropout|native_dropout|bernoulli|eq|ne|lt"
     r"|le|gt|ge|logical_and|logical_or|logical_not|bitwise_and|bitwise_or|complex|polar"
-    r"|conj_physical|_conj_physical|sgn|angle|glu|logit|xlogy|nan_to_num|isnan|isinf"
+    r"|conj_physical|_conj_physical|sgn|angle|glu|logit|xlogy|nan_to_num|isnan|isinf|logaddexp"
 )
 # (category, regex on the operator name without its "aten::" prefix); first match wins
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("FFT", re.compile(r"fft")),
     ("convolution", re.compile(r"conv(olution)?(\d|_|$)|cudnn_conv|slow_conv|conv_depthwise")),
+    ("fused RNN", re.compile(
+        r"^(lstm|gru|rnn_tanh|rnn_relu|_cudnn_rnn\w*|mkldnn_rnn_layer\w*|miopen_rnn\w*"
+        r"|_thnn_fused_(lstm|gru)_cell\w*|lstm_cell|gru_cell|rnn_tanh_cell|rnn_relu_cell)$")),
     ("matmul/GEMM", re.compile(
         r"^(mm|addmm|_addmm_activation|bmm|baddbmm|addbmm|matmul|linear|mv|addmv|dot|vdot"
         r"|einsum|tensordot|inner|outer|ger|addr|_int_mm|_scaled_mm|linear_backward"
         r"|_?scaled_dot_product\w*|_efficient_attention\w*|_flash_attention\w*)$")),
     ("reduction/norm", re.compile(
         r"^(sum|mean|prod|max|min|amax|amin|aminmax|argmax|argmin|norm|linalg_vector_norm"
-        r"|std|var|var_mean|std_mean|logsumexp|cumsum|cumprod|cummax|topk|sort|all|any"
+        r"|std|var|var_mean|std_mean|logsumexp|_?logcumsumexp|cumsum|cumprod|cummax|topk|sort"
+        r"|all|any"
         r"|_?softmax|_?log_softmax|_?softmax_backward_data|_?log_softmax_backward_data"
         r"|layer_norm|native_layer_norm|native_layer_norm_backward|batch_norm|native_batch_norm"
         r"|native_batch_norm_backward|_batch_norm\w*|group_norm|native_group_norm\w*|rms_norm"
@@ -230,6 +236,7 @@ CATEGORY_COLORS = {  # Okabe–Ito, with greys for the two catch-all categories
     "FFT": "#0072B2",
     "matmul/GEMM": "#D55E00",
     "convolution": "#009E73",
+    "fused RNN": "#000000",
     "elementwise": "#CC79A7",
     "reduction/norm": "#E69F00",
     "memory copies": "#56B4E9",
