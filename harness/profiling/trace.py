@@ -154,13 +154,19 @@ def too_big_for_full_trace(config: ProfileConfig, events_per_step: float) -> str
             "for them)")
 
 
+def _fresh_trace_handler(out_dir: Path, device: torch.device):
+    """TensorBoard's trace handler for ``out_dir``, after removing the traces already
+    there: re-profiling a cell replaces its trace."""
+    for old in out_dir.glob(f"*{TRACE_SUFFIX}"):
+        old.unlink()
+    return tensorboard_trace_handler(str(out_dir), worker_name=worker_name(device))
+
+
 def trace_pass(step: Callable[[], None], device: torch.device, out_dir: Path,
                config: ProfileConfig) -> tuple[Path | None, str | None, str | None]:
     """Record the full trace into ``out_dir``; returns (trace file, memory timeline file,
     why the memory timeline was skipped)."""
-    for old in out_dir.glob(f"*{TRACE_SUFFIX}"):  # re-profiling a cell replaces its trace
-        old.unlink()
-    handler = tensorboard_trace_handler(str(out_dir), worker_name=worker_name(device))
+    handler = _fresh_trace_handler(out_dir, device)
     with profile(
         activities=_activities(device),
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active,
@@ -197,11 +203,7 @@ def lean_pass(step: Callable[[], None], device: torch.device, config: ProfileCon
               out_dir: Path | None = None) -> tuple[pd.DataFrame, StepTimes]:
     """Operators only; per-step self times of every operator and the step's wall time.
     With ``out_dir``, its (lean) trace is written there too, replacing any older one."""
-    handler = None
-    if out_dir is not None:
-        for old in out_dir.glob(f"*{TRACE_SUFFIX}"):
-            old.unlink()
-        handler = tensorboard_trace_handler(str(out_dir), worker_name=worker_name(device))
+    handler = _fresh_trace_handler(out_dir, device) if out_dir is not None else None
     with profile(
         activities=_activities(device),
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active,
