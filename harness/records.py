@@ -11,8 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "timeout", "error", "skipped")
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # schema-1 records lack the schema-2 fields; their defaults apply
+# nonfinite: outputs or loss were NaN/inf before timing, or a task's training diverged
+STATUSES = ("ok", "oom", "timeout", "error", "skipped", "nonfinite")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class Record:
     started_at: str = ""
     wall_s: float | None = None
     threads: int | None = None  # torch's intra-op thread count in the cell's process
+    # --- schema 2 ---
+    kernel_path: str = ""  # which implementation ran: "pytorch", or the fused package + version
+    precision: str = ""  # float32 matmul/conv policy the cell ran under: "strict" or "tf32"
+    rounds: int = 0  # interleaved rounds the samples were taken in
+    sample_rounds: list[int] = field(default_factory=list)  # round of each sample
+    contention: list[float] = field(default_factory=list)  # others' CPU use (cores) per sample
+    contended: bool = False  # enough samples were contended to distrust the cell
+    thin: bool = False  # fewer samples than an honest interval needs
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, message: str = "", **kw: Any) -> Record:

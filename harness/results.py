@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.records import SCHEMA_VERSION, Record
+from harness.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
 
 RECORDS = "records.jsonl"
 ENV = "env.json"
@@ -89,11 +89,11 @@ class ResultStore:
     def records(self) -> list[Record]:
         """Records of this schema version; raises UsageError on an incompatible store."""
         dicts = self.read_dicts()
-        bad = {d.get("schema") for d in dicts} - {SCHEMA_VERSION}
+        bad = {d.get("schema") for d in dicts} - set(READABLE_SCHEMAS)
         if bad:
             raise UsageError(
                 f"{self.records_path} holds records of schema version(s) {sorted(map(str, bad))}; "
-                f"this seqbench reads version {SCHEMA_VERSION}"
+                f"this seqbench reads versions {list(READABLE_SCHEMAS)} (writes {SCHEMA_VERSION})"
             )
         return [Record.from_dict(d) for d in dicts]
 

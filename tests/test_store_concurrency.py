@@ -49,3 +49,21 @@ def test_concurrent_appends_stay_whole_lines(tmp_path):
     # each writer's records all present, once, in the order it wrote them
     assert all(seen[w] == list(range(PER_WRITER)) for w in range(WRITERS))
     assert len(ResultStore(tmp_path).latest_by_cell()) == WRITERS * PER_WRITER
+
+
+def test_schema_1_records_still_load(tmp_path):
+    """A run written before schema 2 loads; the schema-2 fields take their defaults."""
+    import json
+
+    from harness.records import SCHEMA_VERSION
+    from harness.results import ResultStore
+
+    rec = {"arch": "a", "workload": "train", "seq_len": 8, "batch": 1, "preset": "small",
+           "device": "cpu", "dtype": "float32", "compile": "none", "overrides": {},
+           "cell_id": "a/train/n8/b1/float32/x", "status": "ok", "schema": 1,
+           "time_median_s": 0.5, "samples": [0.5, 0.5]}
+    (tmp_path / "records.jsonl").write_text(json.dumps(rec) + "\n")
+    [r] = ResultStore(tmp_path).records()
+    assert SCHEMA_VERSION == 2
+    assert r.schema == 1 and r.time_median_s == 0.5
+    assert r.kernel_path == "" and r.sample_rounds == [] and r.thin is False
