@@ -7,6 +7,14 @@ than the threshold **and** the difference is significant at ``alpha``; an *impro
 likewise when B is faster by more than the threshold. A cell that finished in A and failed
 in B (OOM, timeout, error) is a *new failure* and counts as a regression. Cells in one run
 only are listed, not dropped. ``compare_runs`` returns the same as a DataFrame.
+
+**Too few samples to test.** The smallest two-sided p-value the exact Mann–Whitney test can
+give with ``a`` and ``b`` samples is ``2 / C(a + b, a)``: 0.33 with 2 per side, 0.10 with
+3, 0.029 with 4. When it is not below ``alpha`` no difference could ever be significant,
+so "same" or "slower (n.s.)" would be claims without evidence; such a cell gets the
+verdict *insufficient samples* instead. ``--fail-on-regression`` decides it by a rule that
+needs no test: it fails when **every** sample of B is slower than **every** sample of A by
+more than the threshold (``min(B) > (1 + threshold) · max(A)``, column ``all_slower``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ VERDICTS = (
     "new failure",
     "improvement",
     "fixed",
+    "insufficient samples",
     "slower (n.s.)",
     "faster (n.s.)",
     "same",
@@ -47,13 +56,33 @@ def _pvalue(a: list[float], b: list[float]) -> float:
     return float(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
 
 
-def _verdict(sa: str, sb: str, ratio: float, p: float, threshold: float, alpha: float) -> str:
+def min_pvalue(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p-value an exact Mann–Whitney test can reach (1 if n < 1)."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def can_reach_significance(n_a: int, n_b: int, alpha: float) -> bool:
+    """Whether some outcome of the test on these sample counts is significant at alpha."""
+    return n_a >= 2 and n_b >= 2 and min_pvalue(n_a, n_b) < alpha
+
+
+def all_slower(a: list[float], b: list[float], threshold: float) -> bool:
+    """Every B sample slower than every A sample by more than ``threshold``."""
+    return len(a) > 0 and len(b) > 0 and min(b) > (1 + threshold) * max(a)
+
+
+def _verdict(sa: str, sb: str, ratio: float, p: float, threshold: float, alpha: float,
+             can_test: bool = True) -> str:
     if sa != "ok" and sb != "ok":
         return "failed in both"
     if sa == "ok" and sb != "ok":
         return "new failure"
     if sa != "ok":
         return "fixed"
+    if not can_test:
+        return "insufficient samples"
     significant = math.isfinite(p) and p < alpha
     if ratio > 1 + threshold:
         return "regression" if significant else "slower (n.s.)"
@@ -62,10 +91,25 @@ def _verdict(sa: str, sb: str, ratio: float, p: float, threshold: float, alpha: 
     return "same"
 
 
+def _samples(r: pd.Series) -> list[float]:
+    s = r.get("samples")
+    return [float(x) for x in s] if isinstance(s, (list, tuple, np.ndarray)) else []
+
+
+def failing(result: pd.DataFrame) -> pd.Series:
+    """Cells ``--fail-on-regression`` fails: regressions, new failures, and cells with too
+    few samples to test whose every B sample is slower than every A sample beyond the
+    threshold."""
+    return result["verdict"].isin(FAILING) | (
+        (result["verdict"] == "insufficient samples") & result["all_slower"].astype(bool)
+    )
+
+
 def compare_runs(
     a: pd.DataFrame, b: pd.DataFrame, *, threshold: float = 0.1, alpha: float = 0.05
 ) -> pd.DataFrame:
-    """One row per cell of either run: statuses, medians, ``ratio`` (B/A), ``p_value``, verdict.
+    """One row per cell of either run: statuses, medians, ``ratio`` (B/A), ``p_value``,
+    sample counts ``n_a``/``n_b``, ``all_slower`` and the verdict.
 
     ``a`` and ``b`` are record DataFrames with one row per cell (``harness.report.load_runs``
     of one directory, or ``harness.results.load``).
@@ -86,14 +130,22 @@ def compare_runs(
         row["median_a_s"] = np.nan if ra is None else ra["time_median_s"]
         row["median_b_s"] = np.nan if rb is None else rb["time_median_s"]
         row["ratio"], row["p_value"] = np.nan, np.nan
+        row["n_a"] = 0 if ra is None else len(_samples(ra))
+        row["n_b"] = 0 if rb is None else len(_samples(rb))
+        row["all_slower"] = False
+        can_test = True
         if ra is None or rb is None:
             row["verdict"] = "only in B" if ra is None else "only in A"
         else:
             if ra["status"] == "ok" and rb["status"] == "ok":
                 row["ratio"] = float(rb["time_median_s"]) / float(ra["time_median_s"])
-                row["p_value"] = _pvalue(list(ra["samples"]), list(rb["samples"]))
+                sa_, sb_ = _samples(ra), _samples(rb)
+                row["p_value"] = _pvalue(sa_, sb_)
+                row["all_slower"] = all_slower(sa_, sb_, threshold)
+                can_test = can_reach_significance(len(sa_), len(sb_), alpha)
             row["verdict"] = _verdict(
-                ra["status"], rb["status"], row["ratio"], row["p_value"], threshold, alpha
+                ra["status"], rb["status"], row["ratio"], row["p_value"], threshold, alpha,
+                can_test,
             )
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -115,13 +167,16 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
         "new failure": "bold red",
         "improvement": "green",
         "fixed": "green",
+        "insufficient samples": "yellow",
     }
     table = Table(title=f"B = {b}  vs  A = {a}   (threshold {threshold:.0%}, alpha {alpha})")
     # cell keys that vary get a column; constant ones would only repeat themselves
     extras = [k for k in ("preset", "batch", "dtype", "compile") if result[k].nunique() > 1]
-    cols = ("arch", "workload", "n", "device", *extras, "A", "B", "B/A", "p", "verdict")
+    cols = ("arch", "workload", "n", "device", *extras, "A", "B", "B/A", "samples", "p",
+            "verdict")
+    right = ("n", "A", "B", "B/A", "samples", "p")
     for col in cols:
-        table.add_column(col, justify="right" if col in ("n", "A", "B", "B/A", "p") else "left")
+        table.add_column(col, justify="right" if col in right else "left")
 
     def t(s: float, status: object) -> str:
         if not isinstance(status, str):  # cell absent from this run
@@ -134,6 +189,9 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
         return f"{s / 1e-9:.3g} ns"
 
     for r in result.itertuples(index=False):
+        verdict = r.verdict
+        if verdict == "insufficient samples" and r.all_slower:
+            verdict += " (every B slower)"
         table.add_row(
             r.arch,
             r.workload,
@@ -143,8 +201,9 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
             t(r.median_a_s, r.status_a),
             t(r.median_b_s, r.status_b),
             "" if math.isnan(r.ratio) else f"{r.ratio:.3f}",
+            f"{r.n_a}/{r.n_b}" if r.n_a or r.n_b else "",
             "" if math.isnan(r.p_value) else f"{r.p_value:.2g}",
-            f"[{style.get(r.verdict, '')}]{r.verdict}" if r.verdict in style else r.verdict,
+            f"[{style[r.verdict]}]{verdict}" if r.verdict in style else verdict,
         )
     console = Console(width=max(Console().width, 110))
     console.print(table)
@@ -165,7 +224,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-on-regression",
         action="store_true",
-        help="exit 1 if any cell regressed significantly beyond the threshold or newly failed",
+        help="exit 1 if any cell regressed significantly beyond the threshold or newly failed; "
+        "a cell with too few samples to test fails when every B sample is slower than every "
+        "A sample by more than the threshold",
     )
     p.add_argument("--csv", default=None, help="also write the comparison as CSV to this file")
 
@@ -188,8 +249,16 @@ def main(args: argparse.Namespace) -> int:
             result.to_csv(path, index=False)
         except OSError as exc:
             raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
-    failing = result["verdict"].isin(FAILING)
-    if args.fail_on_regression and failing.any():
-        print(f"{int(failing.sum())} regression(s) beyond {args.threshold:.0%}")
+    insufficient = result["verdict"] == "insufficient samples"
+    if insufficient.any():
+        print(
+            f"note: {int(insufficient.sum())} cell(s) have too few samples for any test to "
+            f"reach p < {args.alpha} (a Mann–Whitney test needs e.g. 4 per side at 0.05); "
+            "--fail-on-regression fails them only when every B sample is slower than every "
+            f"A sample by more than {args.threshold:.0%}"
+        )
+    bad = failing(result)
+    if args.fail_on_regression and bad.any():
+        print(f"{int(bad.sum())} regression(s) beyond {args.threshold:.0%}")
         return 1
     return 0

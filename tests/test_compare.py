@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from harness.cli import main as cli_main
-from harness.compare import compare_runs
+from harness.compare import can_reach_significance, compare_runs, min_pvalue
 from harness.records import Cell, Record
 from harness.report.data import load_run
 from harness.results import ResultStore
@@ -85,12 +85,76 @@ def test_injected_slowdown_is_flagged(tmp_path, capsys):
     assert "regression" in capsys.readouterr().out
 
 
-def test_insignificant_change_is_not_a_regression(tmp_path):
-    # two samples per side: Mann–Whitney cannot reach p < 0.05, so a 30% change is n.s.
-    a = make_run(tmp_path / "a", seed=1, k=2)
-    b = make_run(tmp_path / "b", seed=2, k=2, slow={("lstm", 1024): 1.3})
+def one_cell_run(root, samples: list[float], status: str = "ok"):
+    """A run with a single lstm cell holding exactly ``samples``."""
+    store = ResultStore(root).ensure()
+    store.write_env({"device_name": "cpu: test", "hostname": "h"})
+    cell = Cell.make(arch="lstm", workload="forward", seq_len=256, batch=2)
+    store.append(Record.for_cell(cell, status, samples=list(samples), n_samples=len(samples),
+                                 time_median_s=float(np.median(samples))))
+    return root
+
+
+@pytest.mark.parametrize("n_a,n_b", [(2, 2), (3, 3), (4, 4), (3, 4), (3, 5), (2, 30), (6, 6)])
+def test_min_pvalue_is_the_exact_tests_best_case(n_a, n_b):
+    # reference: scipy's exact test on perfectly separated samples (its smallest p-value)
+    a, b = np.arange(n_a, dtype=float), 100 + np.arange(n_b, dtype=float)
+    ref = stats.mannwhitneyu(b, a, alternative="two-sided", method="exact").pvalue
+    assert min_pvalue(n_a, n_b) == pytest.approx(ref, rel=1e-9)
+    assert can_reach_significance(n_a, n_b, 0.05) == (ref < 0.05)
+
+
+def test_too_few_samples_are_insufficient_not_same(tmp_path):
+    # three samples per side: no Mann–Whitney outcome reaches p < 0.05 (best case 0.1)
+    a = make_run(tmp_path / "a", seed=1, k=3)
+    b = make_run(tmp_path / "b", seed=2, k=3, slow={("lstm", 1024): 1.3})
     res = compare_runs(load_run(a), load_run(b)).set_index(["arch", "seq_len"])
-    assert res.loc[("lstm", 1024), "verdict"] == "slower (n.s.)"
+    assert (res["verdict"] == "insufficient samples").all()  # neither "same" nor "(n.s.)"
+    assert (res[["n_a", "n_b"]] == 3).all().all()
+    # every B sample of the slowed cell is >10% slower than every A sample (3% spread)
+    assert res.loc[("lstm", 1024), "all_slower"]
+    assert not res.drop(index=[("lstm", 1024)])["all_slower"].any()
+    assert cli_main(["compare", str(a), str(b)]) == 0
+    assert cli_main(["compare", str(a), str(b), "--fail-on-regression"]) == 1
+    # the same runs with the slowdown inside a 50% threshold pass
+    assert cli_main(["compare", str(a), str(b), "--threshold", "0.5", "--fail-on-regression"]) == 0
+
+
+@pytest.mark.parametrize(
+    "a,b,fails",
+    [
+        ([1.00, 1.01, 1.02], [1.13, 1.20, 1.30], True),  # all B > 1.1 × max A
+        ([1.00, 1.01, 1.02], [1.05, 1.30, 1.40], False),  # median +30%, one B overlaps
+        ([1.00, 1.01], [1.00, 1.02], False),  # unchanged
+        ([1.0], [2.0], True),  # a single sample each: clearly slower
+    ],
+)
+def test_fail_rule_for_untestable_cells(tmp_path, capsys, a, b, fails):
+    ra, rb = one_cell_run(tmp_path / "a", a), one_cell_run(tmp_path / "b", b)
+    res = compare_runs(load_run(ra), load_run(rb))
+    assert res["verdict"].item() == "insufficient samples"
+    assert cli_main(["compare", str(ra), str(rb), "--fail-on-regression"]) == int(fails)
+    assert "too few samples" in capsys.readouterr().out
+
+
+def test_four_per_side_can_regress(tmp_path):
+    # 4 vs 4 fully separated: exact p = 2/70 = 0.029 < 0.05, a real regression verdict
+    ra = one_cell_run(tmp_path / "a", [1.00, 1.01, 1.02, 1.03])
+    rb = one_cell_run(tmp_path / "b", [1.30, 1.31, 1.32, 1.33])
+    res = compare_runs(load_run(ra), load_run(rb))
+    assert res["verdict"].item() == "regression"
+    assert res["p_value"].item() == pytest.approx(2 / 70)
+
+
+def test_insignificant_change_with_enough_samples_is_not_a_regression(tmp_path):
+    # 6 per side, heavily overlapping: testable, but the 20% median shift is n.s.
+    ra = one_cell_run(tmp_path / "a", [1.0, 1.1, 1.2, 1.3, 1.8, 2.0])
+    rb = one_cell_run(tmp_path / "b", [0.9, 1.2, 1.5, 1.6, 1.7, 2.1])
+    res = compare_runs(load_run(ra), load_run(rb))
+    assert res["ratio"].item() == pytest.approx(1.55 / 1.25)
+    assert res["p_value"].item() > 0.05
+    assert res["verdict"].item() == "slower (n.s.)"
+    assert cli_main(["compare", str(ra), str(rb), "--fail-on-regression"]) == 0
 
 
 def test_failures_and_unmatched_cells_are_listed(tmp_path, capsys):

@@ -141,9 +141,53 @@ def test_exponent_of_n_log_n_matches_reference_fit():
     assert fit.exponent == pytest.approx(1.1, abs=0.05)  # 1 + 1/ln n averaged over the range
 
 
-def test_fit_needs_two_lengths():
-    with pytest.raises(ValueError, match="two distinct"):
-        fit_exponent([256, 256], [1.0, 2.0])
+def test_fit_needs_three_lengths():
+    with pytest.raises(ValueError, match="at least 3 distinct"):
+        fit_exponent([256, 256, 1024], [1.0, 2.0, 3.0])
+
+
+def test_fit_quality_matches_a_hand_written_regression():
+    lens = np.array([256.0, 512, 1024, 2048])
+    t = np.array([1.0, 2.1, 3.9, 8.3]) * 1e-3
+    x, y = np.log(lens), np.log(t)
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    resid = y - (y.mean() + slope * (x - x.mean()))
+    r2 = 1 - (resid**2).sum() / ((y - y.mean()) ** 2).sum()
+    se = np.sqrt((resid**2).sum() / (len(x) - 2) / ((x - x.mean()) ** 2).sum())
+    t975 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+    fit = fit_exponent(lens, t)
+    assert fit.exponent == pytest.approx(slope, rel=1e-12)
+    assert fit.r2 == pytest.approx(r2, rel=1e-12)
+    assert fit.stderr == pytest.approx(se, rel=1e-9)
+    assert fit.ci_low == pytest.approx(slope - t975 * se, rel=1e-9)
+    assert fit.ci_high == pytest.approx(slope + t975 * se, rel=1e-9)
+
+
+def test_exponents_are_fitted_per_whole_facet(tmp_path):
+    # a linear series at batch 4 plus one batch-64 point: mixed together they fit ~0.45
+    store = ResultStore(tmp_path).ensure()
+    for n in (256, 512, 1024, 2048):
+        add(store, "lin", n, median=1e-6 * n)
+    t64 = 16 * 1e-6 * 256  # batch 64 at n = 256: 16× the batch-4 time
+    cell = Cell.make(arch="lin", workload="forward", seq_len=256, batch=64)
+    store.append(Record.for_cell(cell, "ok", samples=[t64] * 7, time_median_s=t64,
+                                 n_samples=7))
+    for n in (256, 1024):  # two lengths only
+        add(store, "short", n, median=1e-6 * n)
+    df = load_runs(tmp_path)
+    mixed = fit_exponent(df[df.arch == "lin"]["seq_len"], df[df.arch == "lin"]["time_median_s"])
+    assert mixed.exponent < 0.6  # what a per-(device, workload) grouping would report
+    fits = scaling_table(df).set_index(["arch", "batch"])
+    assert fits.loc[("lin", 4), "exponent"] == pytest.approx(1.0, abs=0.02)
+    assert fits.loc[("lin", 4), "r2"] > 0.99
+    assert "too few lengths (1" in fits.loc[("lin", 64), "note"]
+    assert "too few lengths (2" in fits.loc[("short", 4), "note"]
+    assert np.isnan(fits.loc[("short", 4), "exponent"])
+    index = build_report([tmp_path], tmp_path / "rep", formats=("png",), widths=("single",),
+                         n_resamples=50, baseline="lin")
+    text = index.read_text()
+    assert "too few lengths (2; a fit needs 3)" in text
+    assert "1.00 [" in text  # the exponent with its interval
 
 
 # ------------------------------------------------------------------ speedups
@@ -332,3 +376,27 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "missing")]) == 2
     with pytest.raises(UsageError, match="unknown width 'huge'"):
         build_report([run], tmp_path / "o", widths=("huge",))
+
+
+def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
+    store = ResultStore(tmp_path).ensure()
+    add(store, "lmu", 256, median=0.010, k=7)
+    add(store, "fast", 256, median=0.0025, k=3)  # thin: 3 samples
+    add(store, "lmu", 512, median=0.030, k=7)
+    add(store, "fast", 512, median=0.0075, k=7)
+    df = load_runs(tmp_path)
+    assert df.set_index(["arch", "seq_len"])["thin"].to_dict() == {
+        ("lmu", 256): False, ("fast", 256): True, ("lmu", 512): False, ("fast", 512): False
+    }
+    long = speedup_table(df, "lmu", n_resamples=200)
+    s = long.set_index(["arch", "seq_len"])
+    assert s.loc[("fast", 256), "too_few"] and np.isnan(s.loc[("fast", 256), "ci_low"])
+    assert s.loc[("fast", 256), "speedup"] == pytest.approx(4.0)
+    grid = speedup_grid(long, ["lmu", "fast"])
+    assert grid.loc["fast", 256] == "4.00 (too few samples)"
+    assert grid.loc["fast", 512].startswith("4.00 [")
+    index = build_report([tmp_path], tmp_path / "rep", formats=("png",), widths=("single",),
+                         n_resamples=50)
+    time_md = (tmp_path / "rep" / "tables" / "time_forward_cpu.md").read_text()
+    assert "2.50\u2021" in time_md  # the thin cell's median, flagged
+    assert "thin cell" in index.read_text()

@@ -21,8 +21,9 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.report.data import FACET_KEYS, load_runs, run_summaries
-from harness.report.scaling import fit_exponent, scaling_table
+from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent, scaling_table
 from harness.report.style import WIDTHS, arch_styles
+from harness.timing import MIN_SAMPLES
 from harness.report.tables import (
     METRICS,
     check_baseline,
@@ -424,9 +425,12 @@ def build_report(
         lines += [
             f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
             "time, with a 95% percentile-bootstrap interval [low, high] resampling both cells' "
-            "samples (none when a cell has fewer than two samples). A dagger (†) in tables and "
+            f"samples; with fewer than {MIN_SAMPLES} samples on a side no interval is given "
+            "('too few samples': its coverage would be false). A dagger (†) in tables and "
             "a hollow marker in figures mark a cell whose samples were noisy (IQR/median above "
-            "the runner's threshold): treat it with care. Failed cells show their status (OOM, "
+            "the runner's threshold): treat it with care. A double dagger (‡) in tables and a "
+            f"cross in figures mark a thin cell (fewer than {MIN_SAMPLES} timed samples). "
+            "Failed cells show their status (OOM, "
             "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
             "sit in the grey 'failed' strip at the length where they failed.",
             "",
@@ -484,22 +488,46 @@ def _timed_sections(
     lines = ["## Figures", ""]
     lines += write_figures(df, speed, styles, baseline, out, widths, formats, dpi, preset)
     if not exps.empty:
-        e = exps.assign(fit=[f"{x:.2f}" for x in exps["exponent"]])
-        grid = e.pivot_table(
-            index="arch", columns=["device_label", "workload"], values="fit", aggfunc="first"
-        )
-        grid.columns = [f"{w} ({d})" for d, w in grid.columns]
-        lines += [
-            "## Scaling exponents",
-            "",
-            "Slope of log(median time) on log(n) over each architecture's completed "
-            "lengths ([scaling.csv](scaling.csv) has the standard errors and ranges).",
-            "",
-            to_markdown(grid.fillna("n/a"), "arch"),
-            "",
-        ]
+        lines += ["## Scaling exponents", "", SCALING_INTRO, ""]
+        lines += scaling_markdown(exps)
     lines += ["## Tables", ""]
     lines += write_tables(df, speed, styles, baseline, out, n_resamples)
+    return lines
+
+
+SCALING_INTRO = (
+    "Slope of log(median time) on log(n) per architecture within one facet (device, "
+    "workload, preset, batch, dtype, compile, overrides), over its completed lengths: the "
+    "exponent, its 95% interval (Student t) and R² of the log–log fit. A fit needs at least "
+    f"{MIN_FIT_LENGTHS} lengths; with fewer the table says so instead of fitting "
+    "([scaling.csv](scaling.csv) has the standard errors, ranges and prefactors)."
+)
+
+
+def scaling_markdown(exps: pd.DataFrame) -> list[str]:
+    """One Markdown table per facet: arch, exponent [95% CI], R², lengths fitted."""
+    lines: list[str] = []
+    facet_cols = [k for k in FACET_KEYS if k in exps.columns]
+    varying = _varying(exps, FACET_KEYS)
+    for key, g in exps.groupby(facet_cols, sort=True, dropna=False):
+        key = dict(zip(facet_cols, key, strict=True))
+        extra = _describe(key, varying)
+        lines += [f"**{key['workload']} — {key['device_label']}**"
+                  + (f" ({extra})" if extra else ""), ""]
+        grid = pd.DataFrame(
+            {
+                "exponent [95% CI]": [
+                    r.note if r.note else f"{r.exponent:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                    for r in g.itertuples()
+                ],
+                "R²": ["" if r.note else f"{r.r2:.3f}" for r in g.itertuples()],
+                "lengths": [
+                    "" if r.note else f"{r.n_points} ({r.n_min}–{r.n_max})" for r in g.itertuples()
+                ],
+            },
+            index=pd.Index(g["arch"]),
+        )
+        lines += [to_markdown(grid, "arch"), ""]
     return lines
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.results import ResultStore, read_records
+from harness.timing import MIN_SAMPLES
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
 FACET_KEYS = ("device_label", "workload", "preset", "batch", "dtype", "compile", "overrides_key")
@@ -57,10 +58,19 @@ def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
     df["hostname"] = env.get("hostname") or (df["host"] if "host" in df else "")
     df["device_name"] = env.get("device_name") or ""
     df["device_label"] = [device_label(dev, env.get("device_name")) for dev in df["device"]]
+    df["thin"] = mark_thin(df)
     df["overrides_key"] = [
         ",".join(f"{k}={v}" for k, v in sorted((o or {}).items())) for o in df["overrides"]
     ]
     return df
+
+
+def mark_thin(df: pd.DataFrame) -> pd.Series:
+    """Ok cells resting on fewer than ``MIN_SAMPLES`` samples (records of schema 1 have no
+    ``thin`` field, so it is derived from their samples here too)."""
+    n = pd.Series([len(s) if isinstance(s, list) else 0 for s in df["samples"]], index=df.index)
+    flagged = df["thin"].fillna(False).astype(bool) if "thin" in df else False
+    return (df["status"] == "ok") & (flagged | (n < MIN_SAMPLES))
 
 
 def _disambiguate(frames: list[pd.DataFrame]) -> None:

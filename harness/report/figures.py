@@ -24,9 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from harness.report.scaling import fit_exponent
+from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import Metric, pick_unit
+from harness.timing import MIN_SAMPLES
 
 FORMATS = ("pdf", "svg", "png")
 FAILED = tuple(FAILURE_MARKERS)
@@ -179,6 +180,27 @@ def _mark_noisy(ax: Axes, g: pd.DataFrame, x: str, y: str, st: ArchStyle) -> boo
     return True
 
 
+def _mark_thin(ax: Axes, g: pd.DataFrame, x: str, y: str) -> bool:
+    """A cross over the points of thin cells (too few samples); True if any were drawn."""
+    if "thin" not in g:
+        return False
+    thin = g[g["thin"].fillna(False).astype(bool)]
+    if thin.empty:
+        return False
+    ax.plot(thin[x], thin[y], linestyle="none", marker="x", color="0.1",
+            markersize=mpl.rcParams["lines.markersize"] + 1, markeredgewidth=0.9, zorder=5)
+    return True
+
+
+def _any_thin(d: pd.DataFrame) -> bool:
+    return "thin" in d and bool(d.loc[d["status"] == "ok", "thin"].fillna(False).astype(bool).any())
+
+
+def _thin_handle() -> Line2D:
+    return Line2D([], [], linestyle="none", marker="x", color="0.1", markeredgewidth=0.9,
+                  label=f"thin (< {MIN_SAMPLES} samples)")
+
+
 def _noisy_handle() -> Line2D:
     return Line2D(
         [],
@@ -292,7 +314,8 @@ def plot_vs_length(
     devices = sorted(df["device_label"].unique())
     archs = [a for a in styles if a in set(df["arch"])]
     statuses = set(df["status"]) & set(FAILED)
-    n_items = len(archs) + len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
+    n_items = (len(archs) + len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
+               + _any_thin(df))
     ncol = legend_columns(len(devices), width, n_items)
     rows = _strip_rows(df)
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
@@ -303,14 +326,14 @@ def plot_vs_length(
             d = df[df["device_label"] == dev]
             ok = d[(d["status"] == "ok") & d[value].notna() & (d[value] > 0)]
             handles = []
-            any_noisy = False
+            any_noisy = any_thin = False
             for arch in archs:
                 if not (d["arch"] == arch).any():
                     continue
                 st = styles[arch]
                 g = ok[ok["arch"] == arch].sort_values("seq_len")
                 label = arch
-                if fit and g["seq_len"].nunique() >= 2:
+                if fit and g["seq_len"].nunique() >= MIN_FIT_LENGTHS:
                     e = fit_exponent(g["seq_len"], g[value]).exponent
                     label = f"{arch} ($n^{{{e:.2f}}}$)"
                 ax.plot(
@@ -323,6 +346,7 @@ def plot_vs_length(
                     markeredgewidth=0.4,
                 )
                 any_noisy |= _mark_noisy(ax, g, "seq_len", value, st)
+                any_thin |= _mark_thin(ax, g, "seq_len", value)
                 handles.append(_arch_handle(st, label))
             if not ok.empty:
                 _set_value_axis(ax, ok[value].min(), ok[value].max())
@@ -337,7 +361,8 @@ def plot_vs_length(
                 _title(dev, devices),
                 ylabel,
                 d["seq_len"],
-                handles + [_noisy_handle()] * any_noisy + _failure_handles(shown),
+                handles + [_noisy_handle()] * any_noisy + [_thin_handle()] * any_thin
+                + _failure_handles(shown),
                 ncol,
                 note,
             )
@@ -379,7 +404,8 @@ def plot_speedup(
     archs = [a for a in styles if a in set(others["arch"])]
     statuses = set(others["status"]) & set(FAILED)
     with_value = others[others["speedup"].notna()]
-    n_items = len(archs) + len(statuses) + bool(with_value["noisy"].astype(bool).any())
+    n_items = (len(archs) + len(statuses) + bool(with_value["noisy"].astype(bool).any())
+               + _any_thin(with_value))
     ncol = legend_columns(len(devices), width, n_items)
     rows = _strip_rows(others)
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
@@ -389,7 +415,7 @@ def plot_speedup(
             d = others[others["device_label"] == dev]
             ok = d[d["speedup"].notna()]
             handles = []
-            any_noisy = False
+            any_noisy = any_thin = False
             ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--", zorder=1)
             for arch in archs:
                 if not (d["arch"] == arch).any():
@@ -411,6 +437,7 @@ def plot_speedup(
                     elinewidth=0.7,
                 )
                 any_noisy |= _mark_noisy(ax, g, "seq_len", "speedup", st)
+                any_thin |= _mark_thin(ax, g, "seq_len", "speedup")
                 handles.append(_arch_handle(st, arch))
             if not ok.empty:
                 _set_value_axis(
@@ -426,7 +453,8 @@ def plot_speedup(
                 _title(dev, devices),
                 f"speedup over {baseline}",
                 speed.loc[speed["device_label"] == dev, "seq_len"],
-                handles + [_noisy_handle()] * any_noisy + _failure_handles(shown),
+                handles + [_noisy_handle()] * any_noisy + [_thin_handle()] * any_thin
+                + _failure_handles(shown),
                 ncol,
             )
         return _freeze(fig)

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.report.bootstrap import ratio_ci
+from harness.report.bootstrap import TOO_FEW, ratio_ci
 from harness.report.data import FACET_KEYS
 
 STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
 NOT_RUN = "n/a"
 NOISY_MARK = "\u2020"  # dagger: IQR/median above the runner's noise threshold
+THIN_MARK = "\u2021"  # double dagger: fewer than MIN_SAMPLES samples (no interval)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def speedup_table(
 
     Columns: facet keys, ``arch``, ``seq_len``, ``status`` (the arch's), ``base_status``,
     ``speedup`` (ratio of the records' medians), ``ci_low``/``ci_high`` (percentile bootstrap
-    of the ratio of medians from both cells' samples) and ``noisy`` (either side noisy).
+    of the ratio of medians from both cells' samples), ``noisy`` (either side noisy),
+    ``thin`` (either side rests on too few samples) and ``too_few`` (so no interval).
     """
     check_baseline(df, baseline)
     rows = []
@@ -120,9 +122,11 @@ def speedup_table(
             row = {**facet, "arch": r.arch, "seq_len": int(r.seq_len), "status": r.status}
             b = base.loc[r.seq_len] if r.seq_len in base.index else None
             row["base_status"] = None if b is None else b["status"]
-            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, noisy=bool(r.noisy))
+            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, noisy=bool(r.noisy),
+                       thin=bool(r.thin), too_few=False)
             if b is not None and r.status == "ok" and b["status"] == "ok":
                 row["noisy"] = bool(r.noisy) or bool(b["noisy"])
+                row["thin"] = bool(r.thin) or bool(b["thin"])
                 if r.arch == baseline:
                     row.update(speedup=1.0, ci_low=1.0, ci_high=1.0)
                 else:
@@ -137,6 +141,7 @@ def speedup_table(
                         speedup=float(b["time_median_s"]) / float(r.time_median_s),
                         ci_low=ci.low,
                         ci_high=ci.high,
+                        too_few=ci.too_few,
                     )
             rows.append(row)
     return pd.DataFrame(rows)
@@ -147,7 +152,8 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in df.columns:
         raise ValueError(f"unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
     keys = [k for k in FACET_KEYS if k in df.columns]
-    out = df[keys + ["arch", "seq_len", "status", "noisy", metric]].copy()
+    extra = ["thin"] if "thin" in df.columns else []
+    out = df[keys + ["arch", "seq_len", "status", "noisy", *extra, metric]].copy()
     out = out.rename(columns={metric: "value"})
     out["metric"] = metric
     return out.reset_index(drop=True)
@@ -174,9 +180,12 @@ def speedup_grid(long: pd.DataFrame, arch_order: list[str], *, ci: bool = True) 
         if r["base_status"] != "ok":
             return f"baseline {_failure_text(r['base_status'])}"
         s = fmt_number(r["speedup"])
-        if ci and math.isfinite(r["ci_low"]) and r["ci_low"] != r["ci_high"]:
+        if ci and r.get("too_few", False):
+            s += f" ({TOO_FEW})"
+        elif ci and math.isfinite(r["ci_low"]) and r["ci_low"] != r["ci_high"]:
             s += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
-        return s + (NOISY_MARK if r["noisy"] else "")
+        thin = r.get("thin", False) and not (ci and r.get("too_few", False))  # said already
+        return s + (NOISY_MARK if r["noisy"] else "") + (THIN_MARK if thin else "")
 
     return _grid(long, text, arch_order)
 
@@ -192,8 +201,11 @@ def metric_grid(long: pd.DataFrame, metric: str, arch_order: list[str]) -> tuple
             return _failure_text(r["status"])
         if r["value"] is None or not math.isfinite(float(r["value"])):
             return "not measured"
-        return fmt_number(float(r["value"]) / div) + (
-            NOISY_MARK if r["noisy"] and metric.startswith("time") else ""
+        timed = metric.startswith("time") or metric == "tokens_per_s"
+        return (
+            fmt_number(float(r["value"]) / div)
+            + (NOISY_MARK if r["noisy"] and timed else "")
+            + (THIN_MARK if r.get("thin", False) and timed else "")
         )
 
     return _grid(long, text, arch_order), unit
@@ -233,6 +245,7 @@ def latex_escape(s: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s)
     return (
         out.replace(NOISY_MARK, r"\textsuperscript{\dag}")
+        .replace(THIN_MARK, r"\textsuperscript{\ddag}")
         .replace("µ", r"\textmu{}")
         .replace("×", r"$\times$")
     )
