@@ -12,7 +12,8 @@ flash-linear-attention's ``chunk`` kernels). Tensors are ``(batch, heads, n, dim
   ``U = (I + tril(diag(β) K Kᵀ, -1))⁻¹ diag(β) [V | K]`` by one triangular solve, then a
   loop over the n/c chunks carries the state (as flash-linear-attention does).
 
-flash-linear-attention's Triton kernels are used instead on CUDA when installed.
+flash-linear-attention's Triton kernels are used instead on CUDA when installed and
+allowed (``architectures.optional``: not float32 under the strict policy, not T < H).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from architectures.optional import FLA_DELTA_RULE, FLA_LINEAR_ATTN
+from architectures.optional import FLA_DELTA_RULE, FLA_LINEAR_ATTN, OptionalKernel
 
 DEFAULT_CHUNK_SIZE = 64
 
@@ -66,8 +67,8 @@ def linear_attention(
 ) -> torch.Tensor:
     """Normalised causal linear attention (same numbers as ``naive.linear_attention_ref``)."""
     v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-    if use_kernel and FLA_LINEAR_ATTN.usable_for(q):
-        o = _fla(FLA_LINEAR_ATTN.load().chunk_linear_attn, q, k, v1, normalize=False)
+    if use_kernel and FLA_LINEAR_ATTN.use(q, seq_len=q.shape[2], heads=q.shape[1]):
+        o = _fla(FLA_LINEAR_ATTN, "chunk_linear_attn", q, k, v1, normalize=False)
     else:
         o = causal_linear_attention(q, k, v1, chunk_size)
     return o[..., :-1] / (o[..., -1:] + eps)
@@ -83,8 +84,8 @@ def delta_rule(
 ) -> torch.Tensor:
     """Chunked delta rule (same numbers as ``naive.delta_rule_ref``); ``beta (b, h, n)``."""
     _check_chunk(chunk_size)
-    if use_kernel and FLA_DELTA_RULE.usable_for(q):
-        return _fla(FLA_DELTA_RULE.load().chunk_delta_rule, q, k, v, beta=beta)
+    if use_kernel and FLA_DELTA_RULE.use(q, seq_len=q.shape[2], heads=q.shape[1]):
+        return _fla(FLA_DELTA_RULE, "chunk_delta_rule", q, k, v, beta=beta)
     n = q.shape[2]
     c = min(chunk_size, n)
     qc, kc, vc = _chunks(q, c), _chunks(k, c), _chunks(v, c)
@@ -106,8 +107,10 @@ def delta_rule(
     return torch.stack(out, dim=2).flatten(2, 3)[:, :, :n]
 
 
-def _fla(fn, q, k, v, **kw) -> torch.Tensor:
+@torch.compiler.disable  # fla's ops are opaque to dynamo (fla disables them itself)
+def _fla(kernel: OptionalKernel, name: str, q, k, v, **kw) -> torch.Tensor:
     """Call a flash-linear-attention op in its ``(batch, n, heads, dim)`` layout, scale 1."""
+    fn = getattr(kernel.load(), name)
     params = inspect.signature(fn).parameters
     extra = {"head_first": False} if "head_first" in params else {}
     if "beta" in kw:

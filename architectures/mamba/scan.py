@@ -6,8 +6,8 @@ Per channel ``d`` and state ``s`` (Gu & Dao 2023, zero-order hold on A, Euler on
     y_t = C_t · h_t + D u_t
 
 The recurrence ``h_t = a_t h_{t-1} + b_t`` is associative in the pairs ``(a, b)``, so
-``linear_scan`` computes it with a work-efficient parallel (Blelloch / odd-even) scan:
-O(n) work, O(log n) sequential depth, no loop over time. ``selective_scan_ref`` is the
+``architectures.scans.linear_scan`` (shared with minGRU's reference) computes it with a
+work-efficient parallel scan: O(n) work, O(log n) sequential depth, no loop over time. ``selective_scan_ref`` is the
 loop over time, written to be obviously right, for tests. When ``mamba-ssm`` is
 installed and the tensors are on CUDA, its fused kernel (which keeps the states in SRAM
 instead of materialising ``(batch, n, d_inner, d_state)``) is used instead.
@@ -18,40 +18,7 @@ from __future__ import annotations
 import torch
 
 from architectures.optional import MAMBA_SSM
-
-
-def linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``h_t = a_t ⊙ h_{t-1} + b_t`` along dim 1 from ``h_{-1} = 0``; ``a``, ``b`` same shape.
-
-    Odd-even recursion: pairs (2k, 2k+1) combine into one step of a half-length scan,
-    whose result gives the odd states; the even states follow in one multiply-add.
-    Only products of ``a`` are formed (never divisions), so it is as stable as the loop.
-    """
-    if a.shape != b.shape or a.dim() < 2:
-        raise ValueError(f"a and b must have equal shapes (batch, n, ...), got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")  # fmt: skip
-    n = a.shape[1]
-    if n == 1:
-        return b
-    if n % 2:  # one neutral step (a=1, b=0) at the end changes nothing before it
-        a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
-        b = torch.cat([b, torch.zeros_like(b[:, :1])], dim=1)
-    a_even, a_odd = a[:, 0::2], a[:, 1::2]
-    b_even, b_odd = b[:, 0::2], b[:, 1::2]
-    h_odd = linear_scan(a_odd * a_even, a_odd * b_even + b_odd)  # h_1, h_3, ...
-    h_before_even = torch.cat([torch.zeros_like(h_odd[:, :1]), h_odd[:, :-1]], dim=1)
-    h_even = a_even * h_before_even + b_even  # h_0, h_2, ...
-    return torch.stack([h_even, h_odd], dim=2).flatten(1, 2)[:, :n]
-
-
-def linear_scan_ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The recurrence as a loop over time, for tests."""
-    h = torch.zeros_like(b[:, 0])
-    out = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        out.append(h)
-    return torch.stack(out, dim=1)
+from architectures.scans import linear_scan, linear_scan_ref
 
 
 def _check(u, delta, A, B, C, D) -> None:
@@ -76,10 +43,10 @@ def selective_scan(
     """``y (batch, n, d_inner)`` for ``u``/``delta (batch, n, d_inner)``, ``A (d_inner, d_state)``,
     ``B``/``C (batch, n, d_state)``, ``D (d_inner,)``; ``delta`` already positive (softplus).
 
-    ``use_kernel``: take mamba-ssm's CUDA kernel when it can run (CUDA tensor, 32/16-bit).
+    ``use_kernel``: take mamba-ssm's CUDA kernel when it can run (``OptionalKernel.use``).
     """
     _check(u, delta, A, B, C, D)
-    if use_kernel and MAMBA_SSM.usable_for(u):
+    if use_kernel and MAMBA_SSM.use(u):
         return _selective_scan_cuda(u, delta, A, B, C, D)
     dA = torch.exp(delta.unsqueeze(-1) * A)  # (b, n, d, s)
     dBu = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (b, n, d, s)
@@ -87,8 +54,12 @@ def selective_scan(
     return torch.einsum("bnds,bns->bnd", h, C) + D * u
 
 
+@torch.compiler.disable  # a C++ extension behind an autograd.Function: opaque to dynamo
 def _selective_scan_cuda(u, delta, A, B, C, D) -> torch.Tensor:
-    fn = MAMBA_SSM.load().selective_scan_fn  # layout (batch, channels, n)
+    """mamba-ssm's kernel in its layout: u, delta ``(batch, d_inner, n)`` in the input dtype,
+    B, C ``(batch, d_state, n)`` in the input dtype (variable B/C), A and D float32
+    (``selective_scan_fwd``'s checks, csrc/selective_scan/selective_scan.cpp)."""
+    fn = MAMBA_SSM.load().selective_scan_fn
     y = fn(
         u.transpose(1, 2).contiguous(),
         delta.transpose(1, 2).contiguous(),

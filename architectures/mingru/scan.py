@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from architectures.scans import linear_scan_ref as recurrence_ref  # the loop, for tests
+
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
     """``log(1 + e^x)`` to full precision: ``F.softplus`` returns ``x`` itself above 20,
@@ -45,11 +47,4 @@ def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     return torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1))
 
 
-def recurrence_ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The same recurrence as a loop over time (plain values, not logs), for tests."""
-    h = torch.zeros_like(b[:, 0])
-    out = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        out.append(h)
-    return torch.stack(out, dim=1)
+__all__ = ["g", "log_g", "log_space_scan", "recurrence_ref", "softplus"]
