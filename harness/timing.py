@@ -16,9 +16,10 @@ Shaped like ``torch.utils.benchmark``: a :class:`Timer` produces an immutable
 3. **Adaptive repeats**: samples are taken until the 95% confidence interval of the median
    is narrower than ``target_rel_ci`` (checked once ``min_samples`` exist), or
    ``max_samples`` is reached, or the measurement phase has used ``budget_s``. The budget
-   wins over ``min_samples``: a slow function gives what fits (always at least one sample,
-   even if that one call is longer than the whole budget), and the Measurement says why it
-   stopped. A sample is not started when the previous one says it would overrun the budget.
+   wins over ``min_samples`` but not over ``required_samples``: a slow function gives what
+   fits, but at least ``required_samples`` samples (default 1, even if that one call is
+   longer than the whole budget; the runner's rounds require enough for every cell to end
+   with ``MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not started when the previous one says it would overrun the budget.
    Worst case wall time of a cell: about ``warmup_max_s + budget_s`` plus one call.
 
 The confidence interval is the distribution-free order-statistic interval of the median
@@ -72,12 +73,14 @@ class TimingConfig:
     warmup_window: int = 5  # settled = median of last `window` vs the window before ...
     warmup_tol: float = 0.05  # ... differ by less than this fraction
     min_samples: int = 7  # the CI test may stop the measurement only from here on
+    required_samples: int = 1  # the budget may stop the measurement only from here on
     max_samples: int = 1000
     target_rel_ci: float = 0.03  # stop once the median's 95% CI half-width / median is below
     budget_s: float = 2.0  # seconds of measurement per cell (warm-up not included)
     noise_threshold: float = 0.1  # IQR / median above this flags the cell as noisy
     min_sample_s: float = 1e-3  # calls shorter than this are batched into one sample
     confidence: float = 0.95
+    rewarm_s: float = 0.05  # a "brief" warm-up (a later round of a warm cell) lasts this long
 
     def __post_init__(self) -> None:
         checks = {
@@ -86,7 +89,9 @@ class TimingConfig:
             "warmup_window": self.warmup_window >= 1,
             "warmup_tol": self.warmup_tol > 0,
             "min_samples": self.min_samples >= 1,
-            "max_samples": self.max_samples >= self.min_samples,
+            "max_samples": self.max_samples >= max(self.min_samples, self.required_samples),
+            "required_samples": self.required_samples >= 1,
+            "rewarm_s": self.rewarm_s >= 0,
             "target_rel_ci": self.target_rel_ci > 0,
             "budget_s": self.budget_s > 0,
             "noise_threshold": self.noise_threshold > 0,
@@ -124,6 +129,7 @@ class Measurement:
     measure_s: float = 0.0  # wall time of the measurement phase
     device: str = "cpu"
     noise_threshold: float = field(default=0.1, repr=False)
+    contention: tuple[float, ...] = ()  # others' CPU use (cores) per sample; () if unmeasured
 
     @classmethod
     def from_samples(
@@ -274,17 +280,49 @@ class Timer:
                     break
         return times, time.perf_counter() - t0
 
+    def _rewarm(self, k: int) -> tuple[list[float], float]:
+        """A brief warm-up for a cell that was already warm (a later round): at least one
+        sample's worth of calls, until ``rewarm_s`` has passed, to bring its data back into
+        the caches another cell used meanwhile."""
+        times: list[float] = []
+        t0 = time.perf_counter()
+        while True:
+            times.append(self._time_calls(k) / k)
+            if time.perf_counter() - t0 >= self.config.rewarm_s:
+                break
+        return times, time.perf_counter() - t0
+
     def _calls_per_sample(self, warm_times: list[float]) -> int:
         recent = statistics.median(warm_times[-self.config.warmup_window :])
         if recent <= 0:
             return max(1, int(self.config.min_sample_s / 1e-7))
         return max(1, math.ceil(self.config.min_sample_s / recent))
 
-    def measure(self) -> Measurement:
-        """Warm up, then sample adaptively; see the module docstring for the rules."""
+    def measure(
+        self,
+        *,
+        warmup: str = "full",
+        calls_per_sample: int | None = None,
+        contention: bool = True,
+    ) -> Measurement:
+        """Warm up, then sample adaptively; see the module docstring for the rules.
+
+        ``warmup="brief"`` (a later round of a cell whose process stayed warm) runs only
+        :meth:`_rewarm`; ``calls_per_sample`` keeps a previous round's batching, so samples
+        of all rounds time the same number of calls. ``contention`` measures what else used
+        the CPUs during each sample (``harness.measure.contention``).
+        """
+        from harness.measure.contention import ContentionMeter
+
+        if warmup not in ("full", "brief"):
+            raise ValueError(f"unknown warmup {warmup!r}; valid choices: full, brief")
         cfg = self.config
-        warm_times, warmup_s = self._warmup()
-        k = self._calls_per_sample(warm_times)
+        if warmup == "brief" and calls_per_sample:
+            warm_times, warmup_s = self._rewarm(calls_per_sample)
+        else:
+            warm_times, warmup_s = self._warmup()
+        k = calls_per_sample or self._calls_per_sample(warm_times)
+        meter = ContentionMeter() if contention else None
         samples: list[float] = []
         ordered: list[float] = []
         gc.collect()
@@ -296,12 +334,17 @@ class Timer:
             last_wall = 0.0
             while len(samples) < cfg.max_samples:
                 elapsed = time.perf_counter() - t0
-                if samples and (elapsed >= cfg.budget_s or elapsed + last_wall > cfg.budget_s):
+                over = elapsed >= cfg.budget_s or elapsed + last_wall > cfg.budget_s
+                if len(samples) >= cfg.required_samples and over:
                     stop = "budget"
                     break
+                if meter:
+                    meter.begin()
                 s0 = time.perf_counter()
                 per_call = self._time_calls(k) / k
                 last_wall = time.perf_counter() - s0
+                if meter:
+                    meter.end()
                 samples.append(per_call)
                 bisect.insort(ordered, per_call)
                 if len(samples) >= cfg.min_samples:
@@ -310,6 +353,7 @@ class Timer:
                         stop = "ci"
                         break
             measure_s = time.perf_counter() - t0
+            others = meter.values() if meter else []
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -323,4 +367,5 @@ class Timer:
             stop_reason=stop,
             measure_s=measure_s,
             device=str(self.device),
+            contention=tuple(others) if len(others) == len(samples) else (),
         )

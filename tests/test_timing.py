@@ -251,3 +251,40 @@ def test_count_flops_none_when_uncountable_or_failing():
         raise RuntimeError("boom")
 
     assert count_flops(boom) is None
+
+
+# ------------------------------------------------------------------ rounds support
+
+
+def test_required_samples_win_over_the_budget():
+    cfg = TimingConfig(**FAST, budget_s=0.05, required_samples=5, target_rel_ci=1e-9)
+    m = Timer(lambda: time.sleep(0.03), "cpu", cfg).measure()
+    assert m.n == 5 and m.stop_reason == "budget"
+
+
+def test_brief_warmup_keeps_the_batching_of_an_earlier_round():
+    fn = Counter(lambda: busy_wait(1e-4))
+    cfg = TimingConfig(**FAST, min_sample_s=2e-3, budget_s=0.1, rewarm_s=0.01)
+    first = Timer(fn, "cpu", cfg).measure()
+    assert first.calls_per_sample > 1
+    fn.calls = 0
+    later = Timer(fn, "cpu", cfg).measure(warmup="brief", calls_per_sample=first.calls_per_sample)
+    assert later.calls_per_sample == first.calls_per_sample
+    # the brief warm-up is whole samples' worth of calls, ending after rewarm_s
+    assert later.warmup_iters >= 1
+    assert fn.calls == (later.warmup_iters + later.n) * later.calls_per_sample
+    with pytest.raises(ValueError, match="warmup"):
+        Timer(fn, "cpu", cfg).measure(warmup="none")
+
+
+def test_contention_is_measured_per_sample():
+    cfg = TimingConfig(**FAST, budget_s=0.3, target_rel_ci=1e-9)
+    m = Timer(lambda: time.sleep(0.01), "cpu", cfg).measure()
+    from harness.measure.contention import read_cpu_times
+
+    if read_cpu_times() is None:
+        assert m.contention == ()
+    else:
+        assert len(m.contention) == m.n and all(c >= 0 for c in m.contention)
+    off = Timer(lambda: None, "cpu", cfg).measure(contention=False)
+    assert off.contention == ()

@@ -1,0 +1,71 @@
+"""Interleaved, randomised rounds: how a sweep spreads each cell's samples over time.
+
+Measuring cell after cell puts whatever the machine does during one stretch (a neighbour's
+burst, thermal or frequency drift, a hypervisor's steal) onto one architecture, and a
+speedup then states the machine's mood. Instead each cell's samples are taken in
+``rounds`` rounds, and each worker visits its cells in a fresh random order every round
+(as asv's interleaved rounds and Google Benchmark's random interleaving do), so drift
+falls on every architecture alike and averages out in the pooled samples.
+
+- Round 0 runs in the scheduler's length order, so the rule that skips an architecture's
+  longer lengths after an OOM or a timeout still holds (failures happen in round 0).
+- Rounds 1… visit the worker's surviving cells in an order drawn from
+  ``random.Random(f"{seed}/{slot}/{round}")``: seeded, so a rerun repeats it, and recorded
+  per record (``round_order``: the cell's position in each round).
+- Each round measures for ``budget_s / rounds`` and at least as many samples as still
+  needed to reach ``min_samples`` over the remaining rounds, so every finished cell has
+  at least ``min_samples`` samples.
+- Samples are pooled; ``sample_rounds`` keeps each sample's round.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def visiting_order(items: Sequence[T], round_index: int, *, seed: int, slot: str = "") -> list[T]:
+    """The order a worker visits its cells in a round: as given in round 0, then shuffled."""
+    out = list(items)
+    if round_index > 0:
+        random.Random(f"{seed}/{slot}/{round_index}").shuffle(out)
+    return out
+
+
+def samples_needed(taken: int, round_index: int, rounds: int, min_samples: int) -> int:
+    """The fewest samples this round must take so the cell ends with ``min_samples``
+    (spread evenly over the rounds left; always at least one)."""
+    left = max(1, rounds - round_index)
+    return max(1, math.ceil(max(0, min_samples - taken) / left))
+
+
+@dataclass
+class Pool:
+    """A cell's samples pooled over rounds, with each sample's round and contention."""
+
+    samples: list[float] = field(default_factory=list)
+    sample_rounds: list[int] = field(default_factory=list)
+    contention: list[float] = field(default_factory=list)
+    round_order: list[int] = field(default_factory=list)  # position in each round's order
+    rounds_done: int = 0
+
+    def add(self, round_index: int, samples: Sequence[float],
+            contention: Sequence[float] = (), position: int = 0) -> None:
+        if round_index != self.rounds_done:
+            raise ValueError(f"round {round_index} added after {self.rounds_done} rounds")
+        self.samples += [float(s) for s in samples]
+        self.sample_rounds += [round_index] * len(samples)
+        # contention is per sample when measured; absent (off Linux) it stays empty
+        if len(contention) == len(samples) and len(self.contention) == len(self.samples) - len(
+            samples
+        ):
+            self.contention += [float(c) for c in contention]
+        else:
+            self.contention = []
+        self.round_order.append(position)
+        self.rounds_done += 1

@@ -1,0 +1,94 @@
+"""Contention: others' CPU time and steal per sample, windows, flags; the load generator."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.measure.contention import (
+    ContentionMeter,
+    CpuTimes,
+    cell_contended,
+    contended_samples,
+    others_cores,
+    read_cpu_times,
+    threshold,
+)
+from tests.loadgen import BurstyLoad, schedule
+
+
+class FakeProc:
+    """A scripted /proc/stat: each read advances wall by ``dt`` with given rates (cores)."""
+
+    def __init__(self, dt: float, busy: float, own: float, steal: float = 0.0) -> None:
+        self.t = CpuTimes(0.0, 0.0, 0.0, 0.0)
+        self.dt, self.busy, self.own, self.steal = dt, busy, own, steal
+        self.reads = 0
+
+    def __call__(self) -> CpuTimes:
+        self.reads += 1
+        t = self.t
+        self.t = CpuTimes(t.wall + self.dt, t.busy + self.busy * self.dt,
+                          t.steal + self.steal * self.dt, t.own + self.own * self.dt)
+        return t
+
+
+def test_others_is_busy_minus_own_plus_steal():
+    a = CpuTimes(wall=10.0, busy=100.0, steal=5.0, own=3.0)
+    b = CpuTimes(wall=12.0, busy=103.5, steal=5.4, own=5.0)  # machine 3.5 s busy, own 2 s
+    assert others_cores(a, b) == pytest.approx((3.5 - 2.0) / 2 + 0.4 / 2)
+
+
+def test_meter_windows_assign_one_value_to_each_sample():
+    # every read advances 0.05 s; machine busy 1.8 cores, ours 1.0, steal 0.1
+    meter = ContentionMeter(window_s=0.2, reader=FakeProc(0.05, busy=1.8, own=1.0, steal=0.1))
+    for _ in range(7):
+        meter.begin()
+        meter.end()
+    values = meter.values()
+    assert len(values) == 7
+    assert values == pytest.approx([0.9] * 7)
+
+
+def test_meter_records_nothing_without_proc_stat():
+    meter = ContentionMeter(reader=lambda: None)
+    meter.begin()
+    meter.end()
+    assert meter.values() == []
+
+
+def test_flags_relative_to_free_cores():
+    assert threshold(threads=2, cpus=2) == pytest.approx(0.2)
+    assert threshold(threads=1, cpus=2) == pytest.approx(1.2)
+    assert threshold(threads=2, cpus=64) == pytest.approx(62.2)
+    assert contended_samples([0.1, 0.3, 1.0], threads=2, cpus=2) == [False, True, True]
+    assert not cell_contended([0.3, 0.0, 0.0, 0.0], threads=2, cpus=2)  # 1 of 4: 25%
+    assert cell_contended([0.3, 0.3, 0.0, 0.0], threads=2, cpus=2)
+
+
+def test_schedule_is_bounded_and_bursty():
+    bursts = schedule(120, seed=3)
+    assert bursts[0].start == 0 and bursts[-1].end <= 120
+    for b, nxt in zip(bursts, bursts[1:], strict=False):
+        assert 0.5 <= b.end - b.start <= 3.0
+        assert 0.5 <= nxt.start - b.end <= 3.0
+    assert schedule(120, seed=3) == bursts  # seeded
+
+
+@pytest.mark.skipif(read_cpu_times() is None, reason="no /proc/stat")
+def test_meter_sees_a_busy_neighbour():
+    # one process spinning for the whole second: others use at least ~1 core whatever else
+    # runs (other load only adds); we sleep, so our own time is ~0
+    with BurstyLoad(seconds=1.6, workers=1, busy=(5, 5)) as load:
+        time.sleep(0.4)  # the worker starts the schedule 0.2 s after start()
+        meter = ContentionMeter(window_s=0.2)
+        for _ in range(4):
+            meter.begin()
+            time.sleep(0.2)
+            meter.end()
+        values = meter.values()
+        assert all(p.is_alive() for p in load._procs)
+    assert len(values) == 4
+    assert min(values) > 0.6, values
+    assert sum(values) / len(values) > 0.8, values
