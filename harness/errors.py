@@ -1,4 +1,10 @@
-"""Errors the command line turns into one clear line and exit code 2."""
+"""Errors the command line turns into one clear line and exit code 2, and the one-line
+description of any exception that a record or a log keeps."""
+
+from __future__ import annotations
+
+import os
+import traceback
 
 
 class UsageError(ValueError):
@@ -7,3 +13,11 @@ class UsageError(ValueError):
 
 def choice(kind: str, value: object, valid: list[str] | tuple[str, ...]) -> UsageError:
     return UsageError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(str, valid))}")
+
+
+def describe(exc: BaseException) -> str:
+    """One line: exception type, message, and the innermost frame that raised it."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {msg}{where}"[:2000]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from harness import cli
-from harness.calibrate import CalibrationRow, operations, run_calibration
+from harness.measure.calibrate import CalibrationRow, operations, run_calibration
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

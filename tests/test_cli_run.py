@@ -82,7 +82,7 @@ def test_smoke_run_end_to_end_prints_speedup_table(tmp_path):
                 "--seq-len", "16", "--budget-s", "0.05", "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stderr
     assert "speedup vs lmu" in r.stdout and "lmu-fft" in r.stdout
-    from harness.results import load
+    from harness.results import load  # the README API path (a re-export)
 
     df = load(out)
     assert len(df) == 4 and set(df.status) == {"ok"}

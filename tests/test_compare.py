@@ -7,10 +7,10 @@ import pytest
 from scipy import stats
 
 from harness.cli import main as cli_main
-from harness.compare import can_reach_significance, compare_runs, min_pvalue
-from harness.records import Cell, Record
+from harness.report.compare import can_reach_significance, compare_runs, min_pvalue
 from harness.report.data import load_run
-from harness.results import ResultStore
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 LENS = (256, 1024, 4096)
 ARCHS = ("lmu", "lstm", "transformer")

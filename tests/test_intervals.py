@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.measure.timing import MIN_SAMPLES
 from harness.report.bootstrap import MIN_CI_SAMPLES, ratio_ci
-from harness.timing import MIN_SAMPLES
 
 TRUE_RATIO = 2.0
 

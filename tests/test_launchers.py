@@ -18,12 +18,12 @@ import psutil
 import pytest
 
 from harness.errors import UsageError
-from harness.launchers.slurm import SlurmConfig, make_jobs
-from harness.launchers.state import Claim, claim, write_plan
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.status import sweep_status
-from harness.sweep import execute, plan
+from harness.run.launchers.slurm import SlurmConfig, make_jobs
+from harness.run.sweep import execute, plan
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
+from harness.store.state import Claim, claim, write_plan
+from harness.store.status import sweep_status
 
 pytest.importorskip("submitit")
 
@@ -208,7 +208,7 @@ def test_slurm_config_rejects_bad_values(tmp_path):
         SlurmConfig(cluster="pbs")
     with pytest.raises(UsageError, match="cells_per_job must be a positive integer, got 0"):
         SlurmConfig(cells_per_job=0)
-    example = SlurmConfig.load(ROOT / "harness" / "launchers" / "slurm.example.toml")
+    example = SlurmConfig.load(ROOT / "harness" / "run" / "launchers" / "slurm.example.toml")
     assert example.partition and example.gpus_per_job >= 1 and example.slurm
 
 

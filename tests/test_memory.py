@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.memory import MemoryTracker, reset_peak_rss
+from harness.measure.memory import MemoryTracker, reset_peak_rss
 
 MB = 1_000_000
 HAS_HWM = reset_peak_rss()

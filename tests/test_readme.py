@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHECK = """
 import sys, torch, architectures
-from harness.plugins import load_plugin
+from harness.run.plugins import load_plugin
 load_plugin(sys.argv[1])
 m = architectures.build("gru", preset="small").double()
 assert abs(m.num_params() - architectures.target_params("small")) <= 0.05 * 1e5, m.num_params()

@@ -16,12 +16,12 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.errors import UsageError
-from harness.records import Cell, Record
 from harness.report import build_report, load_runs, speedup_table
 from harness.report.bootstrap import ratio_ci
 from harness.report.scaling import fit_exponent, scaling_table
 from harness.report.tables import latex_escape, speedup_grid, to_latex
-from harness.results import ResultStore
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.records import Cell, Record
 from harness.report import build_report
 from harness.report.data import load_runs
 from harness.report.style import arch_styles
+from harness.report.summary import summary_tables
 from harness.report.tasks import (
     NOT_REACHED,
     is_task,
@@ -25,8 +25,8 @@ from harness.report.tasks import (
     task_results,
     task_table,
 )
-from harness.results import ResultStore
-from harness.summary import summary_tables
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 COLUMNS = ["step", "wall_s", "tokens_seen", "metric", "test_loss", "train_loss"]
 PSDIGITS_SET = {"lr": 0.01, "target": 0.8}

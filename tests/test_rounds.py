@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
+from harness.measure.timing import MIN_SAMPLES
 from harness.run.rounds import Pool, samples_needed, visiting_order
-from harness.timing import MIN_SAMPLES
 
 # six architectures, true seconds per call
 TRUE = {"lmu": 0.040, "lmu-fft": 0.016, "lstm": 0.025, "transformer": 0.030, "s4d": 0.020,

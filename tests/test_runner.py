@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.runner import Scheduler
-from harness.sweep import execute, plan
+from harness.run.runner import Scheduler
+from harness.run.sweep import execute, plan
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")

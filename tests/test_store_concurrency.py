@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 
-from harness.records import Cell, Record
-from harness.results import ResultStore
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 WRITERS = 4
 PER_WRITER = 150
@@ -55,8 +55,8 @@ def test_schema_1_records_still_load(tmp_path):
     """A run written before schema 2 loads; the schema-2 fields take their defaults."""
     import json
 
-    from harness.records import SCHEMA_VERSION
-    from harness.results import ResultStore
+    from harness.store.records import SCHEMA_VERSION
+    from harness.store.rundir import ResultStore
 
     rec = {"arch": "a", "workload": "train", "seq_len": 8, "batch": 1, "preset": "small",
            "device": "cpu", "dtype": "float32", "compile": "none", "overrides": {},

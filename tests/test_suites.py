@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UsageError
-from harness.suites import load_suite, suite_names
+from harness.run.suites import load_suite, suite_names
 
 
 @pytest.mark.parametrize("name", suite_names())

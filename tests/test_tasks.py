@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 import architectures
 import workloads
-from harness.records import Cell
-from harness.suites import RunSettings, load_suite
-from harness.worker import run_cell
+from harness.run.suites import RunSettings, load_suite
+from harness.run.worker import run_cell
+from harness.store.records import Cell
 from workloads.tasks import TASKS, TaskWorkload
 from workloads.tasks.mackey_glass import MackeyGlass, mackey_glass
 from workloads.tasks.psdigits import PsDigits, permutation, pixel_sequences, split_digits

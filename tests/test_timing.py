@@ -16,8 +16,8 @@ import pytest
 import torch
 from scipy import stats
 
-from harness.flops import count_flops
-from harness.timing import Measurement, Timer, TimingConfig, median_ci_ranks, median_rel_ci
+from harness.measure.flops import count_flops
+from harness.measure.timing import Measurement, Timer, TimingConfig, median_ci_ranks, median_rel_ci
 
 FAST = dict(warmup_min_s=0.0, warmup_max_s=0.1, warmup_window=2)
 

@@ -1,4 +1,4 @@
-"""``python -m harness report RUN_DIR [RUN_DIR ...] [--baseline ARCH] [--out DIR]``.
+"""The report pipeline (``python -m harness report``, see :mod:`harness.cli.report`).
 
 Speedup and absolute tables (Markdown, booktabs LaTeX, CSV) and figures (PDF, SVG, PNG)
 from one or several run directories, faceted by device, tied together by ``index.md``.
@@ -11,7 +11,6 @@ The same pieces are plain functions returning DataFrames for notebooks::
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.measure.timing import MIN_SAMPLES
 from harness.report.data import FACET_KEYS, load_runs, run_summaries
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent, scaling_table
 from harness.report.style import WIDTHS, arch_styles
-from harness.timing import MIN_SAMPLES
 from harness.report.tables import (
     METRICS,
     check_baseline,
@@ -454,8 +453,8 @@ def build_report(
 def _profile_section(dirs: list[str | os.PathLike[str]], out: Path) -> list[str]:
     """Where the time goes, from profiles taken with ``harness profile --from RUN_DIR``
     (stored under ``RUN_DIR/profiles/``; never the cells whose times are reported)."""
-    from harness.profiling import breakdown_table
-    from harness.profiling.breakdown import CATEGORY_HELP, figure, markdown
+    from harness.profile.breakdown import CATEGORY_HELP, breakdown_table, markdown
+    from harness.report.profiles import figure
 
     long = breakdown_table(dirs)
     if long.empty:
@@ -536,44 +535,3 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, index=False)
     except OSError as exc:
         raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to combine")
-    p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
-    p.add_argument("--out", default=None, help="report directory (default RUN_DIR/report/)")
-    p.add_argument(
-        "--preset",
-        default="default",
-        choices=PRESETS,
-        help="'paper': training time per step of the parallel-LMU comparison",
-    )
-    p.add_argument(
-        "--widths",
-        default="single,double",
-        help=f"figure widths, comma separated ({', '.join(WIDTHS)})",
-    )
-    p.add_argument("--formats", default="pdf,svg,png", help="figure formats (pdf, svg, png)")
-    p.add_argument("--dpi", type=int, default=300, help="PNG resolution")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per cell")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.dpi <= 0 or args.resamples <= 0:
-        raise UsageError(
-            f"--dpi and --resamples must be positive, got {args.dpi}, {args.resamples}"
-        )
-    index = build_report(
-        args.run_dirs,
-        args.out,
-        baseline=args.baseline,
-        preset=args.preset,
-        widths=tuple(w.strip() for w in args.widths.split(",") if w.strip()),
-        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
-        dpi=args.dpi,
-        n_resamples=args.resamples,
-        seed=args.seed,
-    )
-    print(f"report written: {index}")
-    return 0

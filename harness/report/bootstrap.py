@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from harness.timing import MIN_SAMPLES
+from harness.measure.timing import MIN_SAMPLES
 
 # the fewest samples per side for which the 95% interval covers at least 90% in simulation
 MIN_CI_SAMPLES = MIN_SAMPLES

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.results import ResultStore, read_records
-from harness.timing import MIN_SAMPLES
+from harness.measure.timing import MIN_SAMPLES
+from harness.store.rundir import ResultStore, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
 FACET_KEYS = ("device_label", "workload", "preset", "batch", "dtype", "compile", "overrides_key")

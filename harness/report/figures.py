@@ -24,10 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from harness.measure.timing import MIN_SAMPLES
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import Metric, pick_unit
-from harness.timing import MIN_SAMPLES
 
 FORMATS = ("pdf", "svg", "png")
 FAILED = tuple(FAILURE_MARKERS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.errors import UsageError
-from harness.records import Cell, Record
+from harness.store.records import Cell, Record
 
 LAUNCHERS = ("local", "slurm")
 

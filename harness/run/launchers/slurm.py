@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.launchers import cells_to_run
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.runner import group_key
-from harness.suites import RunSettings
+from harness.run.launchers import cells_to_run
+from harness.run.runner import group_key
+from harness.run.suites import RunSettings
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 CLUSTERS = ("slurm", "local", "debug")
 JOBS = "jobs.jsonl"
@@ -142,10 +142,10 @@ class CellJob:
         return [Cell.make(**d) for d in self.cells]
 
     def __call__(self) -> dict[str, int]:
-        from harness import env as env_mod
-        from harness.launchers.local import run_local, worker_slots
-        from harness.launchers.state import note_env
-        from harness.plugins import load_plugins
+        from harness.run.launchers.local import run_local, worker_slots
+        from harness.run.plugins import load_plugins
+        from harness.store import env as env_mod
+        from harness.store.state import note_env
 
         settings = RunSettings(**self.settings)
         load_plugins(settings.plugins)

@@ -1,4 +1,4 @@
-"""Suites: grids of cells declared in TOML files (``harness/suites/NAME.toml`` or a path).
+"""Suites: grids of cells declared in TOML files (``harness/run/suites/NAME.toml`` or a path).
 
 A suite file has optional ``[settings]`` (run settings, see ``RunSettings``) and one
 section per device kind, ``[cpu]`` and ``[cuda]``, each with defaults for the cell fields
@@ -23,7 +23,7 @@ import torch
 import architectures
 import workloads
 from harness.errors import UsageError, choice
-from harness.records import Cell
+from harness.store.records import Cell
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 CELL_FIELDS = ("arch", "workload", "seq_len", "batch", "preset", "dtype", "compile")
@@ -160,7 +160,7 @@ def cell_keys(arch: str, workload: str) -> tuple[str, ...]:
 
 
 def suite_names() -> list[str]:
-    root = resources.files("harness").joinpath("suites")
+    root = resources.files("harness.run").joinpath("suites")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -178,7 +178,7 @@ def load_suite(name_or_path: str) -> Suite:
     else:
         if name_or_path not in suite_names():
             raise choice("suite", name_or_path, suite_names())
-        text = resources.files("harness").joinpath("suites", f"{name_or_path}.toml").read_text()
+        text = resources.files("harness.run").joinpath("suites", f"{name_or_path}.toml").read_text()
         source = f"suite {name_or_path!r}"
     try:
         data = tomllib.loads(text)

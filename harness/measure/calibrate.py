@@ -1,6 +1,6 @@
-"""``python -m harness calibrate [--device cpu|cuda|cuda:N] [--seconds S]``.
+"""Timer calibration (``python -m harness calibrate``, see :mod:`harness.cli.calibrate`).
 
-Times a few stable operations with the harness :class:`~harness.timing.Timer` and with
+Times a few stable operations with the harness :class:`~harness.measure.timing.Timer` and with
 ``torch.utils.benchmark.Timer.blocked_autorange`` (plus ``triton.testing.do_bench`` on
 CUDA when triton imports), and prints the medians and the ratios harness / reference.
 Ratios within [0.9, 1.1] mean the harness agrees with the reference timers on this
@@ -14,15 +14,13 @@ calls, so it reads slower than both others on small, cache-resident CUDA operati
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.errors import UsageError
-from harness.timing import Measurement, Timer, TimingConfig, parse_device
+from harness.measure.timing import Measurement, Timer, TimingConfig, parse_device
 
 AGREEMENT = (0.9, 1.1)
 
@@ -143,85 +141,3 @@ def calibration_frame(rows: list[CalibrationRow]):  # -> pandas.DataFrame
 
 
 # -- command line ---------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument(
-        "--seconds", type=float, default=1.0,
-        help="measurement time per operation and timer (default 1.0)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None,
-        help="torch intra-op threads for both timers (default: torch's); 1 is the most "
-        "stable on a shared machine",
-    )
-    p.add_argument(
-        "--rounds", type=int, default=3,
-        help="alternate the timers this many times, pooling samples (default 3)",
-    )
-
-
-def _fmt_ratio(r: float | None) -> str:
-    if r is None:
-        return "-"
-    if AGREEMENT[0] <= r <= AGREEMENT[1]:
-        return f"[green]{r:.3f}[/green]"
-    return f"[bold red]{r:.3f} OUTSIDE[/bold red]"
-
-
-def _fmt_ms(s: float | None) -> str:
-    return "-" if s is None else f"{s * 1e3:.4g}"
-
-
-def main(args: argparse.Namespace) -> int:
-    if not args.seconds > 0:
-        raise UsageError(f"--seconds must be a positive number, got {args.seconds!r}")
-    if args.rounds < 1:
-        raise UsageError(f"--rounds must be a positive integer, got {args.rounds!r}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads!r}")
-    try:
-        dev = parse_device(args.device)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    rows = run_calibration(dev, args.seconds, args.rounds)
-
-    from rich.console import Console
-    from rich.table import Table
-
-    has_triton = any(r.triton_s is not None for r in rows)
-    table = Table(
-        title=(
-            f"timer calibration on {dev} (torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, {args.seconds:g} s per timer)"
-        )
-    )
-    for col in ("operation", "harness ms", "±CI", "n", "torch.benchmark ms", "ratio vs torch"):
-        table.add_column(col, justify="left" if col == "operation" else "right")
-    if has_triton:
-        table.add_column("do_bench ms", justify="right")
-        table.add_column("ratio vs triton", justify="right")
-    for r in rows:
-        ci = "n/a" if r.harness_rel_ci is None else f"{100 * r.harness_rel_ci:.1f}%"
-        if r.harness_noisy:
-            ci += " noisy"
-        cells = [r.op, _fmt_ms(r.harness_s), ci, str(r.harness_n), _fmt_ms(r.torch_s),
-                 _fmt_ratio(r.ratio_torch)]
-        if has_triton:
-            cells += [_fmt_ms(r.triton_s), _fmt_ratio(r.ratio_triton)]
-        table.add_row(*cells)
-    console = Console()
-    console.print(table)
-    outside = [r.op for r in rows if not r.agrees]
-    lo, hi = AGREEMENT
-    if outside:
-        console.print(
-            f"[bold red]{len(outside)} of {len(rows)} ratios outside [{lo}, {hi}][/bold red]: "
-            f"{', '.join(outside)} (rerun with a larger --seconds on a quiet machine)"
-        )
-    else:
-        console.print(f"all {len(rows)} ratios within [{lo}, {hi}]")
-    return 0

@@ -1,6 +1,6 @@
 """Run cells in isolated processes, record every outcome, resume where a sweep stopped.
 
-Each cell runs in a fresh process (``harness.worker.process_main``) forked from a
+Each cell runs in a fresh process (``harness.run.worker.process_main``) forked from a
 forkserver that preloads torch. The parent only schedules, watches and stores:
 
 - a Python exception or OOM inside the cell comes back as that cell's record;
@@ -29,11 +29,11 @@ from multiprocessing.connection import Connection, wait
 
 import psutil
 
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.suites import RunSettings
+from harness.run.suites import RunSettings
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
-PRELOAD = ["torch", "architectures", "workloads", "harness.worker"]
+PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
 POLL_S = 0.02
 FAILURES_THAT_SKIP = ("oom", "timeout")
 
@@ -276,6 +276,6 @@ def _collect(r: Running, ready: list, now: float, settings: RunSettings,
 
 
 def _process_entry(cell_dict, settings_dict, threads, conn):  # pragma: no cover - child
-    from harness.worker import process_main
+    from harness.run.worker import process_main
 
     process_main(cell_dict, settings_dict, threads, conn)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
+from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
 
 RECORDS = "records.jsonl"
 ENV = "env.json"

@@ -28,8 +28,8 @@ from typing import Any
 
 import psutil
 
-from harness.records import Cell
-from harness.results import ResultStore
+from harness.store.records import Cell
+from harness.store.rundir import ResultStore
 
 PLAN = "plan.json"
 RUNNING = "running"

@@ -14,20 +14,29 @@ from harness.errors import UsageError
 
 # command → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("harness.listing", "list the registered architectures"),
-    "run": ("harness.run_cmd", "run a sweep of cells and store the records"),
-    "calibrate": ("harness.calibrate", "check this machine's timer against reference timers"),
-    "report": ("harness.report", "speedup tables and figures from run directories"),
-    "compare": ("harness.compare", "compare two runs cell by cell, flag regressions"),
-    "profile": ("harness.profiling", "torch.profiler traces for TensorBoard, time breakdown"),
-    "status": ("harness.status", "done / running / failed / pending counts of a sweep"),
+    "list": ("harness.cli.listing", "list the registered architectures"),
+    "run": ("harness.cli.run", "run a sweep of cells and store the records"),
+    "calibrate": ("harness.cli.calibrate", "check this machine's timer against reference timers"),
+    "report": ("harness.cli.report", "speedup tables and figures from run directories"),
+    "compare": ("harness.cli.compare", "compare two runs cell by cell, flag regressions"),
+    "profile": ("harness.cli.profile", "torch.profiler traces for TensorBoard, time breakdown"),
+    "status": ("harness.cli.status", "done / running / failed / pending counts of a sweep"),
 }
+
+EPILOG = """\
+`python -m harness COMMAND --help` for a command's options. The code, by concept:
+  harness/cli/       one module per command (+ args.py: list and --set parsing)
+  harness/report/    tables, figures, compare, summary   harness/profile/  torch.profiler
+  harness/run/       suites, sweep, runner, worker, launchers, plugins
+  harness/measure/   timing, memory, FLOPs, calibration  harness/store/    records, run dirs"""
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
         description="seqbench: benchmark and profile sequence architectures in PyTorch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser, sub

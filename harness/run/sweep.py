@@ -1,6 +1,6 @@
 """A sweep as a plain Python call: plan cells from a suite, run them, get a DataFrame.
 
->>> from harness.sweep import run
+>>> from harness.run.sweep import run
 >>> df = run(suite="smoke", arch=["lmu", "lmu-fft"], out="results/runs/try")
 """
 
@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import architectures
-from harness import env as env_mod
 from harness.errors import UsageError
-from harness.launchers import validate_launcher
-from harness.launchers.local import run_local, worker_slots
-from harness.launchers.slurm import SlurmConfig, run_slurm
-from harness.launchers.state import note_env, write_plan
-from harness.plugins import load_plugins
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.suites import RunSettings, Suite, default_device, load_suite, validate_device
+from harness.run.launchers import validate_launcher
+from harness.run.launchers.local import run_local, worker_slots
+from harness.run.launchers.slurm import SlurmConfig, run_slurm
+from harness.run.plugins import load_plugins
+from harness.run.suites import RunSettings, Suite, default_device, load_suite, validate_device
+from harness.store import env as env_mod
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
+from harness.store.state import note_env, write_plan
 
 __all__ = ["Plan", "execute", "plan", "run", "worker_slots"]
 

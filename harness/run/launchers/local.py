@@ -1,6 +1,6 @@
 """The local launcher: this machine's CPU cores or GPUs as a pool of worker slots.
 
-A thin, named layer over ``harness.runner.run_cells`` (which does the scheduling and
+A thin, named layer over ``harness.run.runner.run_cells`` (which does the scheduling and
 per-cell isolation): it turns ``--workers`` / ``--devices`` into slots and marks the
 cells it owns as running for ``harness status``.
 """
@@ -11,12 +11,12 @@ import os
 from collections.abc import Callable, Sequence
 
 from harness.errors import UsageError
-from harness.launchers import cells_to_run
-from harness.launchers.state import claim
-from harness.records import Cell, Record
-from harness.results import ResultStore
-from harness.runner import run_cells
-from harness.suites import RunSettings, validate_device
+from harness.run.launchers import cells_to_run
+from harness.run.runner import run_cells
+from harness.run.suites import RunSettings, validate_device
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
+from harness.store.state import claim
 
 
 def usable_cores() -> int:

@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from harness.cli import main as cli
-from harness.profiling import breakdown_table
-from harness.profiling.breakdown import CATEGORIES, StepTimes, breakdown, categorize
-from harness.profiling.trace import ProfileConfig, lean_pass, too_big_for_full_trace
-from harness.records import Cell, Record
+from harness.profile import breakdown_table
+from harness.profile.breakdown import CATEGORIES, StepTimes, breakdown, categorize
+from harness.profile.trace import ProfileConfig, lean_pass, too_big_for_full_trace
 from harness.report import build_report
-from harness.results import ResultStore
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
 
 TINY = ["--preset", "tiny", "--batch", "2", "--wait", "0", "--warmup", "1", "--active", "1",
         "--device", "cpu", "--top", "3"]

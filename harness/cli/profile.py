@@ -3,12 +3,7 @@
     python -m harness profile --arch lmu,lmu-fft,transformer --workload train --seq-len 1024
     python -m harness profile --from results/runs/RUN --cell lmu-fft/train/n1024/b8/...
 
-Each cell gets a directory (a TensorBoard run) with the trace (``*.pt.trace.json``, also
-a Chrome/Perfetto trace), the memory timeline, ``ops.csv`` and ``breakdown.csv``; the
-profile directory gets the breakdown across cells as CSV, Markdown and a figure. Profiles
-never write a run's ``records.jsonl``: profiled steps are not timings.
-
-For the report: ``breakdown_table(paths)`` returns the breakdown of every profile found.
+What each cell's directory holds is described in :mod:`harness.profile`.
 """
 
 from __future__ import annotations
@@ -20,43 +15,24 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import UsageError
-from harness.profiling.breakdown import CATEGORIES, breakdown_table, figure, markdown, wide_table
-from harness.profiling.trace import ProfileConfig, profile_cell
-from harness.records import Cell
-
-__all__ = ["breakdown_table", "profile_cell", "ProfileConfig", "CATEGORIES", "add_arguments",
-           "main"]
+from harness.cli.args import csv_list, parse_set
+from harness.errors import UsageError, describe
+from harness.profile import cell_dir_name, cells_from_run
+from harness.profile.breakdown import breakdown_table, markdown, wide_table
+from harness.profile.trace import ProfileConfig, profile_cell
+from harness.report.profiles import figure
+from harness.store.records import Cell
 
 DEFAULT_ROOT = Path("results/profiles")
 
 
-def _csv(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"empty list {text!r}")
-    return items
-
-
-def _ints(text: str) -> list[int]:
-    out = []
-    for t in _csv(text):
-        try:
-            v = int(t)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{t!r} is not an integer") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
-        out.append(v)
-    return out
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to profile (or --from/--cell)")
-    g.add_argument("--arch", type=_csv, help="architectures, comma-separated, or 'all'")
-    g.add_argument("--workload", type=_csv, default=["train"], help="workloads (default train)")
-    g.add_argument("--seq-len", type=_ints, help="sequence lengths, e.g. 256,4096")
-    g.add_argument("--batch", type=_ints, default=[8], help="batch sizes (default 8)")
+    g.add_argument("--arch", type=csv_list(str), help="architectures, comma-separated, or 'all'")
+    g.add_argument("--workload", type=csv_list(str), default=["train"],
+                   help="workloads (default train)")
+    g.add_argument("--seq-len", type=csv_list(int), help="sequence lengths, e.g. 256,4096")
+    g.add_argument("--batch", type=csv_list(int), default=[8], help="batch sizes (default 8)")
     g.add_argument("--preset", default="small", help="size preset (default small)")
     g.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
     g.add_argument("--dtype", default="float32", help="float32, float64, bfloat16, float16")
@@ -103,8 +79,7 @@ def _device(spec: str | None) -> str:
 def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     """The grid --arch × --workload × --seq-len × --batch, validated like a run's cells."""
     import architectures
-    from harness.run_cmd import parse_set
-    from harness.suites import check_configs, validate_cell
+    from harness.run.suites import check_configs, validate_cell
 
     if not args.arch or not args.seq_len:
         raise UsageError("profile needs --arch and --seq-len (or --from RUN_DIR --cell ID)")
@@ -134,41 +109,6 @@ def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     return cells
 
 
-def cells_from_run(run_dir: str, ids: list[str]) -> list[Cell]:
-    """The cells of ``run_dir`` named by id (exact, or a prefix matching exactly one)."""
-    from harness.results import ResultStore
-
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise UsageError(f"run directory {run_dir!r} does not exist")
-    records = ResultStore(root).latest_by_cell()
-    if not records:
-        raise UsageError(f"run directory {run_dir!r} has no records (records.jsonl missing "
-                         "or empty)")
-    if not ids:
-        raise UsageError("--from needs --cell ID; cells of this run: "
-                         + ", ".join(sorted(records)[:10])
-                         + (" ..." if len(records) > 10 else ""))
-    cells = []
-    for ident in ids:
-        hits = [k for k in records if k == ident] or [k for k in records if k.startswith(ident)]
-        if len(hits) != 1:
-            what = "matches several cells" if hits else "is not a cell of this run"
-            shown = sorted(hits or records)[:10]
-            raise UsageError(f"cell {ident!r} {what} in {run_dir!r}; valid choices: "
-                             + ", ".join(shown) + (" ..." if len(hits or records) > 10 else ""))
-        r = records[hits[0]]
-        cells.append(Cell.make(
-            overrides=r.overrides, arch=r.arch, workload=r.workload, seq_len=r.seq_len,
-            batch=r.batch, preset=r.preset, device=r.device, dtype=r.dtype, compile=r.compile))
-    return cells
-
-
-def cell_dir_name(cell: Cell) -> str:
-    """A directory (and TensorBoard run) name: the cell id with '_' for '/'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", cell.cell_id.replace("/", "_"))
-
-
 def _config(args: argparse.Namespace) -> ProfileConfig:
     try:
         return ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.active,
@@ -195,7 +135,7 @@ def _print_top(manifest, ops, top: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.plugin:
-        from harness.plugins import load_plugins
+        from harness.run.plugins import load_plugins
 
         load_plugins(args.plugin)
     if args.from_run:
@@ -225,8 +165,6 @@ def main(args: argparse.Namespace) -> int:
                                          source_run=args.from_run,
                                          log=lambda m: print(m, flush=True))
         except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the rest
-            from harness.worker import describe
-
             print(f"  failed: {describe(exc)}")
             failed += 1
             continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import traceback
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +18,13 @@ import torch
 
 import architectures
 import workloads
-from harness.flops import count_flops
-from harness.memory import MemoryTracker
-from harness.plugins import load_plugins
-from harness.records import Cell, Record
-from harness.suites import RunSettings
-from harness.timing import Timer, TimingConfig
+from harness.errors import describe
+from harness.measure.flops import count_flops
+from harness.measure.memory import MemoryTracker
+from harness.measure.timing import Timer, TimingConfig
+from harness.run.plugins import load_plugins
+from harness.run.suites import RunSettings
+from harness.store.records import Cell, Record
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
@@ -33,14 +33,6 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
-
-
-def describe(exc: BaseException) -> str:
-    """One line: exception type, message, and the innermost frame that raised it."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {msg}{where}"[:2000]
 
 
 def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:

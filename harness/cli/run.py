@@ -3,74 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
 from typing import Any
 
+from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError
-from harness.records import Record
-
-
-def _csv(kind: type) -> Any:
-    def parse(text: str) -> list:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"empty list {text!r}")
-        if kind is int:
-            out = []
-            for t in items:
-                try:
-                    v = int(t)
-                except ValueError:
-                    raise argparse.ArgumentTypeError(
-                        f"{t!r} is not an integer (expected positive integers like 256,1024)"
-                    ) from None
-                if v < 1:
-                    raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
-                out.append(v)
-            return out
-        return items
-
-    return parse
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as TOML literals (ints, floats, booleans),
-    otherwise kept as strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
+from harness.store.records import Record
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="bench", help="suite name or path to a TOML file")
-    p.add_argument("--arch", type=_csv(str), help="architectures, comma-separated")
-    p.add_argument("--workload", type=_csv(str), help="workloads, comma-separated")
-    p.add_argument("--seq-len", type=_csv(int), help="sequence lengths, e.g. 256,1024")
-    p.add_argument("--batch", type=_csv(int), help="batch sizes, comma-separated")
+    p.add_argument("--arch", type=csv_list(str), help="architectures, comma-separated")
+    p.add_argument("--workload", type=csv_list(str), help="workloads, comma-separated")
+    p.add_argument("--seq-len", type=csv_list(int), help="sequence lengths, e.g. 256,1024")
+    p.add_argument("--batch", type=csv_list(int), help="batch sizes, comma-separated")
     p.add_argument("--preset", help="size preset (tiny, small, base)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
-    p.add_argument("--dtype", type=_csv(str), help="float32, bfloat16, float16, float64")
-    p.add_argument("--compile", type=_csv(str), help="none or a torch.compile mode")
+    p.add_argument("--dtype", type=csv_list(str), help="float32, bfloat16, float16, float64")
+    p.add_argument("--compile", type=csv_list(str), help="none or a torch.compile mode")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an adapter configuration key (repeatable)")
     p.add_argument("--out", help="run directory (default: results/runs/<time>-<suite>); "
                                  "an existing one is resumed")
     p.add_argument("--workers", type=int, default=1, help="concurrent cells on CPU")
-    p.add_argument("--devices", type=_csv(str),
+    p.add_argument("--devices", type=csv_list(str),
                    help="GPUs to run on concurrently, e.g. cuda:0,cuda:1 or all")
     p.add_argument("--launcher", default="local", choices=["local", "slurm"],
                    help="where cells run: this machine (default) or Slurm jobs via submitit")
     p.add_argument("--launcher-config", metavar="FILE",
                    help="TOML for --launcher slurm: partition, gpus_per_job, cells_per_job, "
-                        "timeout_min, ... (see harness/launchers/slurm.example.toml)")
+                        "timeout_min, ... (see harness/run/launchers/slurm.example.toml)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, re-run cells whose status is not ok")
     p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
@@ -116,12 +77,12 @@ def main(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from harness import sweep
-    from harness.summary import print_summary
+    from harness.report.summary import print_summary
+    from harness.run import sweep
 
     settings = _settings(args)
     if args.plugin:  # plugins may register the adapters named on the command line
-        from harness.plugins import load_plugins
+        from harness.run.plugins import load_plugins
 
         load_plugins(args.plugin)
     p = sweep.plan(

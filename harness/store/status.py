@@ -1,22 +1,20 @@
-"""``python -m harness status DIR...``: how far a sweep has got.
+"""How far a sweep has got (``python -m harness status``, see :mod:`harness.cli.status`).
 
 Counts each planned cell once, by its latest record: *done* (ok or skipped), *failed*
 (error, oom, timeout), *running* (being measured by a live worker right now), *pending*
 (no record yet: queued in a live worker or waiting for a resume). The planned cells come
 from ``DIR/plan.json`` and the live workers from ``DIR/running/`` (see
-``harness.launchers.state``).
+``harness.store.state``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.launchers.state import read_claims, read_plan
-from harness.results import ResultStore
+from harness.store.rundir import ResultStore
+from harness.store.state import read_claims, read_plan
 
 DONE = ("ok", "skipped")
 FAILED = ("error", "oom", "timeout")
@@ -110,15 +108,3 @@ def format_status(st: SweepStatus) -> str:
     if not st.planned:
         lines.append("  (no plan.json: only cells with a record are known, pending is a floor)")
     return "\n".join(lines)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="run directories")
-    p.add_argument("--json", action="store_true", help="one JSON object per directory")
-
-
-def main(args: argparse.Namespace) -> int:
-    for d in args.dirs:
-        st = sweep_status(d)
-        print(json.dumps(st.to_dict(), sort_keys=True) if args.json else format_status(st))
-    return 0

@@ -39,7 +39,7 @@ from types import TracebackType
 import psutil
 import torch
 
-from harness.timing import parse_device
+from harness.measure.timing import parse_device
 
 CPU_METHODS = ("auto", "hwm", "sampling")
 _STATUS = Path("/proc/self/status")

@@ -30,8 +30,8 @@ from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trac
 
 import architectures
 import workloads
-from harness.profiling.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, long_rows
-from harness.records import Cell
+from harness.profile.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, long_rows
+from harness.store.records import Cell
 from workloads.base import Prepared
 
 TRACE_SUFFIX = ".pt.trace.json"
@@ -251,7 +251,7 @@ def profile_cell(cell: Cell, out_dir: Path, config: ProfileConfig,
                  log: Callable[[str], None] = lambda _: None) -> tuple[CellProfile, pd.DataFrame]:
     """Profile ``cell`` into ``out_dir`` (trace, memory timeline, ops.csv, breakdown.csv,
     profile.json); returns the manifest and the per-step operator table."""
-    from harness.profiling.breakdown import categorize
+    from harness.profile.breakdown import categorize
 
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cell.device)

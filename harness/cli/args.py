@@ -1,0 +1,50 @@
+"""Argument parsing the commands share: comma-separated lists and ``--set key=value``."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from typing import Any
+
+from harness.errors import UsageError
+
+
+def csv_list(kind: type) -> Any:
+    """An argparse ``type``: a comma-separated list of ``kind`` (str, or positive int)."""
+
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list {text!r}")
+        if kind is int:
+            out = []
+            for t in items:
+                try:
+                    v = int(t)
+                except ValueError:
+                    raise argparse.ArgumentTypeError(
+                        f"{t!r} is not an integer (expected positive integers like 256,1024)"
+                    ) from None
+                if v < 1:
+                    raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
+                out.append(v)
+            return out
+        return items
+
+    return parse
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as TOML literals (ints, floats, booleans),
+    otherwise kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
