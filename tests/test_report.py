@@ -400,3 +400,29 @@ def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
     time_md = (tmp_path / "rep" / "tables" / "time_forward_cpu.md").read_text()
     assert "2.50\u2021" in time_md  # the thin cell's median, flagged
     assert "thin cell" in index.read_text()
+
+
+def test_speedup_figure_splits_many_lines_into_family_panels(tmp_path):
+    from harness.report.figures import MAX_LINES_PER_PANEL, plot_speedup, speedup_panels
+    from harness.report.style import arch_styles
+
+    archs = [f"a{i}" for i in range(9)]
+    families = {a: ("x" if i < 4 else "y" if i < 7 else "z") for i, a in enumerate(archs)}
+    specs = speedup_panels(["cpu"], archs, families)
+    assert [(t, m) for t, _, m in specs] == [
+        ("x", archs[:4]), ("y", archs[4:7]), ("z", archs[7:])
+    ]
+    few = archs[:MAX_LINES_PER_PANEL]
+    assert speedup_panels(["cpu"], few, families) == [("", "cpu", few)]  # one panel
+    store = ResultStore(tmp_path).ensure()
+    for n in (256, 1024):
+        add(store, "base", n, median=0.01)
+        for i, a in enumerate(archs):
+            add(store, a, n, median=0.01 / (i + 2))
+    long = speedup_table(load_runs(tmp_path), "base", n_resamples=50)
+    fig = plot_speedup(long, "base", styles=arch_styles(["base", *archs], first="base"),
+                       families=families)
+    data_axes = [ax for ax in fig.axes if ax.get_ylabel() == "speedup over base"]
+    assert len(data_axes) == 3
+    assert len({ax.get_ylim() for ax in data_axes}) == 1  # one shared scale
+    assert sorted(len(ax.get_legend().get_texts()) for ax in data_axes) == [2, 3, 4]

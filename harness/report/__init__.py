@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
-from harness.report.data import FACET_KEYS, load_runs, run_summaries
+from harness.report.data import FACET_KEYS, arch_families, load_runs, run_summaries
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent, scaling_table
 from harness.report.style import WIDTHS, arch_styles
 from harness.report.tables import (
@@ -249,7 +249,10 @@ def write_figures(
                 (
                     "speedup",
                     f"Speedup over `{baseline}` with 95% bootstrap CI",
-                    lambda w, sp=sp: figures.plot_speedup(sp, baseline, styles=styles, width=w),
+                    lambda w, sp=sp: figures.plot_speedup(
+                        sp, baseline, styles=styles, width=w,
+                        families=arch_families(sp["arch"].unique()),
+                    ),
                 )
             )
         if key["workload"] == "stream" and g["time_per_token_s"].notna().any():

@@ -73,6 +73,20 @@ def mark_thin(df: pd.DataFrame) -> pd.Series:
     return (df["status"] == "ok") & (flagged | (n < MIN_SAMPLES))
 
 
+def arch_families(archs: Iterable[str]) -> dict[str, str]:
+    """Each architecture's family from the registry ("other" for one not registered here,
+    e.g. a plugin's adapter the report's process did not load)."""
+    import architectures
+
+    out = {}
+    for a in archs:
+        try:
+            out[a] = architectures.info(a).family
+        except Exception:  # noqa: BLE001 - unknown here: still drawn, in its own group
+            out[a] = "other"
+    return out
+
+
 def _disambiguate(frames: list[pd.DataFrame]) -> None:
     """Runs sharing a device label and some cells get ``@host`` (or ``@dir``) appended."""
     seen: dict[str, list[int]] = {}

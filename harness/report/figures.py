@@ -395,29 +395,62 @@ def _annotate_speedups(ax: Axes, ok: pd.DataFrame, value: str, baseline: str, st
     ax.set_xlim(lo, hi * 1.6)  # room for the labels right of the last points
 
 
+MAX_LINES_PER_PANEL = 6  # more lines than this in one panel cannot be told apart
+
+
+def speedup_panels(
+    devices: list[str], archs: list[str], families: dict[str, str] | None
+) -> list[tuple[str, str, list[str]]]:
+    """(title, device, archs) per panel: one per device, or — when a device would hold more
+    than :data:`MAX_LINES_PER_PANEL` lines and families are known — one per device and
+    family, families in the order their first architecture appears in ``archs``."""
+    if len(archs) <= MAX_LINES_PER_PANEL or not families:
+        return [(_title(dev, devices), dev, archs) for dev in devices]
+    groups: dict[str, list[str]] = {}
+    for a in archs:
+        groups.setdefault(families.get(a, "other"), []).append(a)
+    out = []
+    for dev in devices:
+        prefix = f"{dev} · " if len(devices) > 1 or dev != "cpu" else ""
+        out += [(f"{prefix}{fam}", dev, members) for fam, members in groups.items()]
+    return out
+
+
 def plot_speedup(
-    speed: pd.DataFrame, baseline: str, *, styles: dict[str, ArchStyle], width: str = "double"
+    speed: pd.DataFrame,
+    baseline: str,
+    *,
+    styles: dict[str, ArchStyle],
+    width: str = "double",
+    families: dict[str, str] | None = None,
 ) -> Figure:
-    """Speedup over ``baseline`` vs length with bootstrap CI bars; 1× drawn as a reference."""
+    """Speedup over ``baseline`` vs length with bootstrap CI bars; 1× drawn as a reference.
+
+    With many architectures and ``families`` (arch → family), each family gets its own
+    panel, all on one y scale so panels compare at a glance.
+    """
     devices = sorted(speed["device_label"].unique())
     others = speed[speed["arch"] != baseline]
     archs = [a for a in styles if a in set(others["arch"])]
+    specs = speedup_panels(devices, archs, families)
     statuses = set(others["status"]) & set(FAILED)
     with_value = others[others["speedup"].notna()]
-    n_items = (len(archs) + len(statuses) + bool(with_value["noisy"].astype(bool).any())
-               + _any_thin(with_value))
-    ncol = legend_columns(len(devices), width, n_items)
+    extra_items = (len(statuses) + bool(with_value["noisy"].astype(bool).any())
+                   + _any_thin(with_value))
+    n_items = max(len(members) for _, _, members in specs) + extra_items
+    ncol = legend_columns(len(specs), width, n_items)
     rows = _strip_rows(others)
+    ok_all = others[others["speedup"].notna()]
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
-        fig, panels = new_figure(len(devices), width, math.ceil(n_items / ncol), rows)
-        for panel, dev in zip(panels, devices, strict=True):
+        fig, panels = new_figure(len(specs), width, math.ceil(n_items / ncol), rows)
+        for panel, (title, dev, members) in zip(panels, specs, strict=True):
             ax = panel.ax
-            d = others[others["device_label"] == dev]
+            d = others[(others["device_label"] == dev) & others["arch"].isin(members)]
             ok = d[d["speedup"].notna()]
             handles = []
             any_noisy = any_thin = False
             ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--", zorder=1)
-            for arch in archs:
+            for arch in members:
                 if not (d["arch"] == arch).any():
                     continue
                 st = styles[arch]
@@ -439,18 +472,19 @@ def plot_speedup(
                 any_noisy |= _mark_noisy(ax, g, "seq_len", "speedup", st)
                 any_thin |= _mark_thin(ax, g, "seq_len", "speedup")
                 handles.append(_arch_handle(st, arch))
-            if not ok.empty:
+            scale = ok_all if len(specs) > len(devices) else ok  # family panels share a scale
+            if not scale.empty:
                 _set_value_axis(
                     ax,
-                    # cells with one sample have no CI (nan): the points alone set the range
-                    float(np.nanmin([*ok["ci_low"], *ok["speedup"], 1.0])),
-                    float(np.nanmax([*ok["ci_high"], *ok["speedup"], 1.0])),
+                    # cells without an interval (nan): the points alone set the range
+                    float(np.nanmin([*scale["ci_low"], *scale["speedup"], 1.0])),
+                    float(np.nanmax([*scale["ci_high"], *scale["speedup"], 1.0])),
                 )
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y:g}×"))
             shown = _draw_strip(panel, d, styles, rows)
             _finish_panel(
                 panel,
-                _title(dev, devices),
+                title,
                 f"speedup over {baseline}",
                 speed.loc[speed["device_label"] == dev, "seq_len"],
                 handles + [_noisy_handle()] * any_noisy + [_thin_handle()] * any_thin
