@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 import architectures
 import workloads
-from harness.run.suites import RunSettings, load_suite
+from harness.run.settings import RunSettings
+from harness.run.suites import load_suite
 from harness.run.worker import run_cell
 from harness.store.records import Cell
 from workloads.tasks import TASKS, TaskWorkload

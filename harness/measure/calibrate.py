@@ -95,6 +95,7 @@ def harness_config(seconds: float) -> TimingConfig:
         warmup_max_s=min(0.5, max(seconds, 0.05)),
         budget_s=seconds,
         max_samples=10_000,
+        target_rel_ci=0.03,  # tighter than a run's: the point here is the agreement
     )
 
 

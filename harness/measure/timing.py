@@ -75,7 +75,7 @@ class TimingConfig:
     min_samples: int = 7  # the CI test may stop the measurement only from here on
     required_samples: int = 1  # the budget may stop the measurement only from here on
     max_samples: int = 1000
-    target_rel_ci: float = 0.03  # stop once the median's 95% CI half-width / median is below
+    target_rel_ci: float = 0.05  # stop once the median's 95% CI half-width / median is below
     budget_s: float = 2.0  # seconds of measurement per cell (warm-up not included)
     noise_threshold: float = 0.1  # IQR / median above this flags the cell as noisy
     min_sample_s: float = 1e-3  # calls shorter than this are batched into one sample

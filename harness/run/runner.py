@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 
 import psutil
 
-from harness.run.suites import RunSettings
+from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,38 +23,12 @@ import torch
 import architectures
 import workloads
 from harness.errors import UsageError, choice
+from harness.run.settings import RunSettings
 from harness.store.records import Cell
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 CELL_FIELDS = ("arch", "workload", "seq_len", "batch", "preset", "dtype", "compile")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How cells are run; every field can be set in a suite's ``[settings]``."""
-
-    budget_s: float = 2.0  # timing budget per cell (adaptive repeats stop earlier when stable)
-    timeout_s: float = 120.0  # wall-clock limit of one cell (build + warm-up + timing)
-    mem_cap_gb: float = 0.0  # CPU resident-memory cap per cell (0: 75% of RAM)
-    seed: int = 0
-    target_rel_ci: float = 0.05  # stop repeating when the median's 95% CI is this tight
-    noise_threshold: float = 0.1  # IQR/median above this flags a cell as noisy
-    count_flops: bool = True
-    plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plugins", tuple(self.plugins))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str) -> RunSettings:
-        names = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in names:
-                raise UsageError(
-                    f"{where}: unknown setting {key!r}; valid choices: {', '.join(sorted(names))}"
-                )
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -251,4 +225,3 @@ def validate_cell(cell: Cell) -> None:
                         options=dict(cell.overrides))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-

@@ -19,7 +19,8 @@ from harness.run.launchers import validate_launcher
 from harness.run.launchers.local import run_local, worker_slots
 from harness.run.launchers.slurm import SlurmConfig, run_slurm
 from harness.run.plugins import load_plugins
-from harness.run.suites import RunSettings, Suite, default_device, load_suite, validate_device
+from harness.run.settings import RunSettings
+from harness.run.suites import Suite, default_device, load_suite, validate_device
 from harness.store import env as env_mod
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore

@@ -21,9 +21,9 @@ import workloads
 from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
-from harness.measure.timing import Timer, TimingConfig
+from harness.measure.timing import Timer
 from harness.run.plugins import load_plugins
-from harness.run.suites import RunSettings
+from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -63,11 +63,7 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
             prep.run()  # not counted (or counting failed part-way): the plain first call
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    config = TimingConfig(
-        budget_s=settings.budget_s,
-        target_rel_ci=settings.target_rel_ci,
-        noise_threshold=settings.noise_threshold,
-    )
+    config = settings.timing()
     m = Timer(prep.run, device, config).measure()
     out: dict[str, Any] = dict(
         params=params,

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from harness.errors import UsageError
 from harness.run.launchers import cells_to_run
 from harness.run.runner import run_cells
-from harness.run.suites import RunSettings, validate_device
+from harness.run.settings import RunSettings
+from harness.run.suites import validate_device
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
 from harness.store.state import claim

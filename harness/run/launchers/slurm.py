@@ -34,7 +34,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.run.launchers import cells_to_run
 from harness.run.runner import group_key
-from harness.run.suites import RunSettings
+from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
 
