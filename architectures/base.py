@@ -1,7 +1,8 @@
 """The contract every adapter fulfils: an ``nn.Module`` over ``(batch, n, input_size)``.
 
 Adapters know models, never measurement. Each one maps a whole sequence in parallel
-(``forward``) and, when it can, one token at a time (``step``) from ``init_state``.
+(``forward``), gives the output at the last position alone (``forward_last``: what a
+classifier reads) and, when it can, one token at a time (``step``) from ``init_state``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class SequenceModel(nn.Module):
     """Base class of adapters: validates input, then calls ``forward_sequence``.
 
     Subclasses implement ``forward_sequence(x)`` and, if ``info.stepwise``,
-    ``init_state(batch, device, dtype)`` and ``step(x_t, state)``.
+    ``init_state(batch, device, dtype)`` and ``step(x_t, state)``. They may override
+    ``last_output(x)`` where the last position costs less than the whole sequence.
     """
 
     info: AdapterInfo  # set by @register
@@ -86,6 +88,20 @@ class SequenceModel(nn.Module):
 
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The output at the last position, ``(batch, output_size)``.
+
+        Equal to ``forward(x)[:, -1]`` (the contract tests hold every adapter to that);
+        a last-step classifier (``classify``, psMNIST) needs nothing else, and some
+        models compute it far more cheaply than the whole sequence.
+        """
+        check_input(x, self.input_size)
+        return self.last_output(x)
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_last`` after validation; by default the full path's last position."""
+        return self.forward_sequence(x)[:, -1]
 
     def init_state(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None

@@ -85,6 +85,10 @@ class ResidualBlock(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self._ffn(h + self.mixer(self.norm(h)))
 
+    def forward_last(self, h: torch.Tensor) -> torch.Tensor:
+        """``forward(h)[:, -1]``: the mixer needs every position, the MLP only the last."""
+        return self._ffn(h[:, -1] + self.mixer(self.norm(h))[:, -1])
+
     def step(self, h_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         y, state = self.mixer.step(self.norm(h_t), state)
         return self._ffn(h_t + y), state
@@ -113,6 +117,13 @@ class ResidualStack(SequenceModel):
         for layer in self.layers:
             h = layer(h)
         return self.head(self.norm_f(h))
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's MLP, the final norm and the head at the last position only."""
+        h = self.embed(x)
+        for layer in self.layers[:-1]:
+            h = layer(h)
+        return self.head(self.norm_f(self.layers[-1].forward_last(h)))
 
     def init_state(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None

@@ -39,6 +39,11 @@ class LSTM(SequenceModel):
         out, _ = self.lstm(x)
         return self.head(out)
 
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The head on the last hidden state only."""
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
     def init_state(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> State:

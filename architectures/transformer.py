@@ -60,6 +60,13 @@ class Block(nn.Module):
         q, k, v = self._heads(x)
         return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
 
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[:, -1:]`` from the last query alone: keys and values for every
+        position, one query row (it sees every key, so no mask), the MLP once."""
+        q, k, v = self._heads(x)
+        a = F.scaled_dot_product_attention(q[:, :, -1:], k, v)
+        return self._finish(x[:, -1:], a)
+
     def step(self, x: torch.Tensor, cache: dict[str, torch.Tensor], pos: int) -> torch.Tensor:
         """x (b, 1, d); writes this token's K, V into ``cache`` at ``pos``."""
         q, k, v = self._heads(x)
@@ -115,6 +122,15 @@ class Transformer(SequenceModel):
         h = self.embed(x) + sinusoidal_positions(0, n, self.d_model, x.device, x.dtype)
         for block in self.blocks:
             h = block(h)
+        return self.head(self.ln_f(h))
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Every block but the last over all positions; the last with the last query only."""
+        n = x.shape[1]
+        h = self.embed(x) + sinusoidal_positions(0, n, self.d_model, x.device, x.dtype)
+        for block in self.blocks[:-1]:
+            h = block(h)
+        h = self.blocks[-1].forward_last(h)[:, 0]
         return self.head(self.ln_f(h))
 
     def init_state(

@@ -36,7 +36,9 @@ def lmu_reference(model, x: torch.Tensor) -> torch.Tensor:
         pre = m.reshape(batch, -1) @ model.memory_kernel.weight.T
         if model.input_to_hidden:
             pre = pre + x[:, t] @ model.input_kernel.weight.T
-        pre = pre + h @ model.recurrent_kernel.weight.T + model.recurrent_kernel.bias
+        pre = pre + h @ model.recurrent_kernel.weight.T
+        if model.recurrent_kernel.bias is not None:
+            pre = pre + model.recurrent_kernel.bias
         h = torch.tanh(pre)
         ys.append(model.head(h))
     return torch.stack(ys, 1)
@@ -66,6 +68,32 @@ def test_lmu_matches_reference_equations(switches):
     expected = 3 * 2 + 12 * 5 + 5 * 5 + 5 + 5 * 4 + 4  # W_x, W_m, W_h, b, head
     expected += (5 * 2 if h2m else 0) + (12 * 2 if m2m else 0) + (3 * 5 if i2h else 0)
     assert model.num_params() == expected
+
+
+def test_lmu_without_recurrent_bias_matches_reference_equations():
+    """recurrent_bias=False (the paper's psMNIST model) drops b and nothing else."""
+    torch.manual_seed(0)
+    kw = dict(preset=None, input_size=2, output_size=3, memory_d=1, order=6, theta=9.0,
+              hidden_size=5)  # fmt: skip
+    with_b = architectures.build("lmu", **kw)
+    model = architectures.build("lmu", recurrent_bias=False, **kw).double()
+    assert model.recurrent_kernel.bias is None
+    assert model.num_params() == with_b.num_params() - 5
+    x = torch.randn(2, 25, 2, dtype=F64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), lmu_reference(model, x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(model.forward_last(x), lmu_reference(model, x)[:, -1],
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+
+
+def test_transformer_last_query_path_matches_explicit_attention():
+    torch.manual_seed(0)
+    model = architectures.build("transformer", preset=None, input_size=2, output_size=3,
+                                d_model=8, n_layers=2, n_heads=2).double()  # fmt: skip
+    x = torch.randn(2, 13, 2, dtype=F64)
+    with torch.no_grad():
+        want = transformer_reference(model, x)[:, -1]
+        torch.testing.assert_close(model.forward_last(x), want, rtol=1e-10, atol=1e-12)
 
 
 def test_lmu_training_path_equals_inference_path():

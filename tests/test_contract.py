@@ -93,6 +93,32 @@ def test_step_loop_equals_forward(name, device):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("n", [1, N])
+def test_forward_last_equals_the_full_paths_last_position(name, n):
+    """forward_last (the classifier's path, often a cheaper one) in float64, tight."""
+    model = make(name)
+    x = inputs(n=n)
+    with torch.no_grad():
+        full = model(x)[:, -1]
+        last = model.forward_last(x)
+    assert last.shape == (BATCH, OUT) and last.dtype == torch.float64
+    torch.testing.assert_close(last, full, rtol=1e-9, atol=1e-10)
+    # and with autograd on (a training step takes this path): same values, gradients flow
+    x = x.clone().requires_grad_(True)
+    last = model.forward_last(x)
+    torch.testing.assert_close(last.detach(), full, rtol=1e-9, atol=1e-10)
+    last.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_last_validates_input(name):
+    model = make(name)
+    with pytest.raises(ValueError, match="input_size"):
+        model.forward_last(torch.zeros(BATCH, 4, IN + 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_deterministic_under_seed(name):
     a, b = make(name), make(name)
     for (ka, pa), (kb, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

@@ -69,3 +69,46 @@ def test_bad_config_raises():
         build(memory_mode="fast")
     with pytest.raises(ValueError, match="divisible by n_heads"):
         build(d_model=10)
+
+
+def test_citation_names_the_language_modelling_paper():
+    doc = architectures.lmu.hybrid.__doc__
+    assert ("Language Modeling using LMUs: 10x Better Data Efficiency or Improved Scaling "
+            "Compared to Transformers") in " ".join(doc.split())
+    assert "Chilkuri et al. (2021)" in doc
+
+
+def test_without_attention_is_the_papers_lmu_model():
+    """attention=False: the same LMU blocks, final norm and head; no attention block."""
+    full, plain = build(), build(attention=False)
+    assert plain.attention is None
+    attn = sum(p.numel() for p in full.attention.parameters())
+    assert plain.num_params() == full.num_params() - attn
+    x = torch.randn(2, 23, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = plain.embed(x)
+        for layer in plain.layers:
+            lmu = layer.mixer
+            a = layer.norm(h)
+            m = lmu_memory_ref(lmu.encoder(a), lmu._Abar64, lmu._Bbar64)
+            h = h + torch.tanh(lmu.hidden(torch.cat([m.flatten(-2), a], dim=-1)))
+            h = h + layer.mlp(layer.norm2(h))
+        want = plain.head(plain.norm_f(h))
+        y = plain(x)
+        torch.testing.assert_close(y, want, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(plain.forward_last(x), want[:, -1], rtol=1e-10, atol=1e-12)
+        state = plain.init_state(2, dtype=torch.float64)
+        ys = []
+        for t in range(23):
+            y_t, state = plain.step(x[:, t], state)
+            ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-10, atol=1e-12)
+    assert state["attn"] is None  # O(1) state: the memories only
+
+
+def test_last_query_path_equals_hand_composition():
+    model = build()
+    x = torch.randn(2, 19, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_last(x), hand_forward(model, x)[:, -1],
+                                   rtol=1e-10, atol=1e-12)  # fmt: skip

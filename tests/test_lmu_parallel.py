@@ -9,7 +9,10 @@ import architectures
 from architectures.lmu import (
     DEFAULT_CHUNK_SIZE,
     MODES,
+    impulse_response,
     legendre_ab,
+    lmu_last_state,
+    lmu_last_state_ref,
     lmu_memory,
     lmu_memory_ref,
     zoh,
@@ -18,6 +21,7 @@ from architectures.lmu.memory import fft_length
 from architectures.lmu.parallel import ParallelLMU
 
 PARALLEL = ("lmu-fft", "lmu-conv", "lmu-chunked")
+SAME_MODEL = ("lmu-seq", *PARALLEL)  # one model, four ways to compute its memory
 
 
 def pair(order: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,6 +156,77 @@ def test_memory_bad_input_names_value():
             lmu_memory(u, Abar, Bbar, "chunked", bad)
     with pytest.raises(ValueError, match="chunk_size=8 only applies"):
         lmu_memory(u, Abar, Bbar, "fft", 8)
+
+
+# ---------------------------------------------------------- the last state (eq. 25)
+
+
+@pytest.mark.parametrize("b,n,c,order,theta,chunk", CASES)
+def test_last_state_matches_recurrence_float64(b, n, c, order, theta, chunk):
+    Abar, Bbar = pair(order, theta)
+    u = torch.randn(b, n, c, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    ref = lmu_last_state_ref(u, Abar, Bbar)
+    m = lmu_last_state(u, Abar, Bbar)
+    assert m.shape == (b, c, order) and m.dtype == torch.float64
+    assert rel_err(m, ref) <= 1e-9
+
+
+def test_last_state_reference_is_the_recurrences_last_state():
+    Abar, Bbar = pair(12, 20.0)
+    u = torch.randn(2, 40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(
+        lmu_last_state_ref(u, Abar, Bbar), lmu_memory_ref(u, Abar, Bbar)[:, -1], rtol=0, atol=0
+    )
+
+
+# Measured on CPU (torch 2.13, order 256, θ = 784, u ~ N(0, 1), 2 channels, seeds 0 and 1,
+# n = 784 / 4096 / 16384): max |m - ref| / max |ref| of lmu_last_state in float32 was at
+# most 6.4e-7 (3.2e-7 .. 6.4e-7; the last position of the fft mode: 1.9e-7 .. 3.0e-7,
+# of chunked: 5.4e-7 .. 7.6e-7). The bound is that figure with about 3x margin, between
+# the fft and chunked modes' own bounds above.
+LAST_STATE_FLOAT32_TOL = 2e-6
+
+
+def test_last_state_float32_error_at_order256_n16384():
+    Abar, Bbar = pair(256, 784.0)
+    u = torch.randn(1, 16384, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref = lmu_last_state_ref(u, Abar, Bbar)
+    m = lmu_last_state(u.float(), Abar, Bbar)
+    assert m.dtype == torch.float32
+    err = rel_err(m, ref)
+    assert err <= LAST_STATE_FLOAT32_TOL, f"relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_last_state_16bit_is_computed_in_float32(dtype):
+    Abar, Bbar = pair(16, 30.0)
+    u16 = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(3)).to(dtype)
+    m = lmu_last_state(u16, Abar, Bbar)
+    assert m.dtype == dtype
+    assert rel_err(m, lmu_last_state_ref(u16.double(), Abar, Bbar)) <= 2 * torch.finfo(dtype).eps
+
+
+def test_last_state_gradient_matches_reference():
+    Abar, Bbar = pair(10, 15.0)
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(2, 45, 3, dtype=torch.float64, generator=g)
+    w = torch.randn(2, 3, 10, dtype=torch.float64, generator=g)
+    u_ref = u.clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad((lmu_last_state_ref(u_ref, Abar, Bbar) * w).sum(), u_ref)
+    u_new = u.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad((lmu_last_state(u_new, Abar, Bbar) * w).sum(), u_new)
+    assert rel_err(grad, grad_ref) <= 1e-9
+
+
+def test_last_state_accepts_a_longer_kernel_and_rejects_a_wrong_one():
+    Abar, Bbar = pair(8, 10.0)
+    u = torch.randn(1, 20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    H = impulse_response(Abar, Bbar, 32)  # longer than n: only the first n rows are used
+    torch.testing.assert_close(lmu_last_state(u, Abar, Bbar, H=H), lmu_last_state(u, Abar, Bbar))
+    with pytest.raises(ValueError, match=r"H must have shape \(>= 20, 8\)"):
+        lmu_last_state(u, Abar, Bbar, H=H[:10])
+    with pytest.raises(ValueError, match="rank 3"):
+        lmu_last_state(u[0], Abar, Bbar)
 
 
 # ---------------------------------------------------------------- the parallel LMU model
@@ -309,3 +384,63 @@ def test_model_bad_input_names_value():
         model(torch.ones(1, 5, 1, dtype=torch.int64))
     with pytest.raises(ValueError, match="rank 2"):
         model.step(torch.randn(1, 5, 1), model.init_state(1))
+
+
+@pytest.mark.parametrize("name", SAME_MODEL)
+def test_forward_last_is_eq25_with_the_readout_once(name):
+    """The model's last output, written out: reference last state, then the readout."""
+    model = small_model(name)
+    x = torch.randn(3, 37, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = manual_forward(model, x)[:, -1]
+        torch.testing.assert_close(model.forward_last(x), want, rtol=1e-10, atol=1e-12)
+
+
+def test_lmu_seq_is_the_same_model_as_lmu_fft():
+    """Same seed and configuration: identical parameters, and identical outputs."""
+    seq, fft = small_model("lmu-seq"), small_model("lmu-fft")
+    for (ka, pa), (kb, pb) in zip(seq.state_dict().items(), fft.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(pa, pb), ka
+    x = torch.randn(2, 40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(seq(x), fft(x), rtol=1e-12, atol=1e-13)
+    info = architectures.info("lmu-seq")
+    assert seq.mode == "sequential" and not info.parallel_training and info.stepwise
+    for preset in ("tiny", "small", "base", "paper-psmnist", "keras-benchmark"):
+        assert architectures.preset_config("lmu-seq", preset) == architectures.preset_config(
+            "lmu-fft", preset
+        )
+
+
+def test_without_hidden_cell_the_memory_feeds_the_output():
+    """keras-lmu's hidden_cell=None: y = W_o m + b_o, no hidden layer, no input skip."""
+    model = small_model("lmu-fft", hidden_cell=False, input_to_hidden=False)
+    assert model.hidden is None
+    d, order, inp, out = 3, 16, 2, 4
+    assert model.num_params() == inp * d + (d * order) * out + out
+    x = torch.randn(2, 30, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    m = lmu_memory_ref(x @ model.encoder.weight.T, *pair(order, 20.0))
+    want = m.flatten(-2) @ model.output.weight.T + model.output.bias
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(model.forward_last(x), want[:, -1], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="input_to_hidden must be False"):
+        small_model("lmu-fft", hidden_cell=False)
+    with pytest.raises(ValueError, match=r"memory_d \* order \(48\) must equal output_size"):
+        small_model("lmu-fft", hidden_cell=False, input_to_hidden=False, output_layer=False)
+
+
+def test_one_kernel_cache_serves_every_path():
+    """forward, forward_last and step share one bounded cache (was two copies of the LRU)."""
+    model = small_model("lmu-fft")
+    x = torch.randn(1, 10, 2, dtype=torch.float64)
+    with torch.no_grad():
+        model(x)
+        model.forward_last(x)
+        model.step(x[:, 0], model.init_state(1, dtype=torch.float64))
+    kinds = sorted(key[2] for key in model._kernels)
+    assert kinds == ["fft", "last", "sequential"]
+    for n in range(11, 20):
+        model.last_kernel(n, torch.float64, torch.device("cpu"))
+    assert len(model._kernels) <= 4
+

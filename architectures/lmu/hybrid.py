@@ -1,12 +1,16 @@
 """LMU + attention: parallel LMU layers and one global causal self-attention block.
 
-The language-modelling hybrid of Chilkuri et al. (2021, "Language Modeling using LMUs:
-Better Scaling Properties than Transformers"): the LMU layers carry the long context in
-their Legendre memories in O(n log n); a single softmax attention layer on top adds
-content-based global lookup. Here each LMU layer is the parallel LMU of ``parallel.py``
-(memory by ``lmu_memory``; hidden = output = d_model) in a pre-norm residual block with
-an MLP, and the attention block is the transformer baseline's ``Block`` (SDPA, KV cache
-in ``step()``). No positional encoding: the LMU memories already encode position.
+The language-modelling hybrid of Chilkuri et al. (2021), "Language Modeling using LMUs:
+10x Better Data Efficiency or Improved Scaling Compared to Transformers": the LMU layers
+carry the long context in their Legendre memories in O(n log n); a single softmax
+attention layer on top adds content-based global lookup. The paper compares the model
+with and without that layer: ``attention=False`` is its LMU model without attention
+(the LMU blocks, final norm and head only; O(n log n), O(1) inference state).
+
+Here each LMU layer is the parallel LMU of ``parallel.py`` (memory by ``lmu_memory``;
+hidden = output = d_model) in a pre-norm residual block with an MLP, and the attention
+block is the transformer baseline's ``Block`` (SDPA, KV cache in ``step()``). No
+positional encoding: the LMU memories already encode position.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class LMUAttention(SequenceModel):
         n_heads: int = 4,
         mlp_ratio: int = 2,
         memory_mode: str = "fft",
+        attention: bool = True,
     ) -> None:
         super().__init__(input_size, output_size)
         self.d_model = check_positive_int("d_model", d_model)
@@ -83,7 +88,7 @@ class LMUAttention(SequenceModel):
             )
             for _ in range(n_layers)
         )
-        self.attention = Block(d_model, n_heads, mlp_ratio * d_model)
+        self.attention = Block(d_model, n_heads, mlp_ratio * d_model) if attention else None
         self.norm_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, output_size)
 
@@ -91,7 +96,21 @@ class LMUAttention(SequenceModel):
         h = self.embed(x)
         for layer in self.layers:
             h = layer(h)
-        return self.head(self.norm_f(self.attention(h)))
+        if self.attention is not None:
+            h = self.attention(h)
+        return self.head(self.norm_f(h))
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """LMU blocks over every position; the attention with the last query only (or,
+        without attention, the last block's MLP at the last position); the head once."""
+        h = self.embed(x)
+        if self.attention is None:
+            for layer in self.layers[:-1]:
+                h = layer(h)
+            return self.head(self.norm_f(self.layers[-1].forward_last(h)))
+        for layer in self.layers:
+            h = layer(h)
+        return self.head(self.norm_f(self.attention.forward_last(h)[:, 0]))
 
     def init_state(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -101,8 +120,10 @@ class LMUAttention(SequenceModel):
         device = torch.device(device) if device is not None else ref.device
         dtype = dtype or ref.dtype
         shape = (batch, self.n_heads, INITIAL_CACHE, self.d_model // self.n_heads)
-        cache = {key: torch.zeros(shape, device=device, dtype=dtype) for key in ("k", "v")}
         memories = [layer.mixer.init_state(batch, device, dtype) for layer in self.layers]
+        if self.attention is None:
+            return {"lmu": memories, "attn": None, "pos": 0}
+        cache = {key: torch.zeros(shape, device=device, dtype=dtype) for key in ("k", "v")}
         return {"lmu": memories, "attn": cache, "pos": 0}
 
     def step(self, x_t: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, Any]:
@@ -113,7 +134,8 @@ class LMUAttention(SequenceModel):
             h, m = layer.step(h, m)
             memories.append(m)
         pos, cache = state["pos"], state["attn"]
-        if pos >= cache["k"].shape[2]:
-            Transformer.grow_cache(cache)
-        h = self.attention.step(h.unsqueeze(1), cache, pos)[:, 0]
+        if self.attention is not None:
+            if pos >= cache["k"].shape[2]:
+                Transformer.grow_cache(cache)
+            h = self.attention.step(h.unsqueeze(1), cache, pos)[:, 0]
         return self.head(self.norm_f(h)), {"lmu": memories, "attn": cache, "pos": pos + 1}

@@ -217,6 +217,52 @@ def lmu_memory_ref(u: torch.Tensor, Abar: torch.Tensor, Bbar: torch.Tensor) -> t
     return torch.stack(out, dim=1)
 
 
+def lmu_last_state(
+    u: torch.Tensor,
+    Abar: torch.Tensor,
+    Bbar: torch.Tensor,
+    *,
+    H: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The last memory state ``m_{n-1}`` of shape ``(batch, channels, order)`` (eq. 25).
+
+    A classifier that reads only the last position needs only this state, and the LTI
+    memory gives it in one contraction (Chilkuri & Eliasmith 2021, eq. 25)::
+
+        m_{n-1} = sum_k Abar^(n-1-k) Bbar u_k = sum_k H[n-1-k] u_k
+
+    one matmul of the input with the reversed impulse response: O(n·d) per channel
+    instead of the O(n log n · d) trajectory. ``H`` (``impulse_response``, at least ``n``
+    rows, already in the compute dtype) skips rebuilding it. Differentiable in ``u``;
+    16-bit inputs are computed in float32 as ``lmu_memory`` does; returns ``u``'s dtype.
+    """
+    order = _check_pair(Abar, Bbar)
+    _check_u(u, order)
+    n = u.shape[1]
+    dtype = compute_dtype(u.dtype)
+    if H is None:
+        H = impulse_response(Abar.to(u.device), Bbar.to(u.device), n).to(dtype)
+    elif H.dim() != 2 or H.shape[0] < n or H.shape[1] != order:
+        raise ValueError(
+            f"H must have shape (>= {n}, {order}) for n = {n}, got {tuple(H.shape)}"
+        )
+    # (b, c, n) @ (n, d): row n-1-k of H meets u_k
+    m = u.to(dtype).transpose(1, 2) @ H[:n].flip(0)
+    return m.to(u.dtype)
+
+
+def lmu_last_state_ref(u: torch.Tensor, Abar: torch.Tensor, Bbar: torch.Tensor) -> torch.Tensor:
+    """Obviously-correct float64 recurrence keeping only the state, for tests."""
+    order = _check_pair(Abar, Bbar)
+    _check_u(u, order)
+    A, B, x = Abar.double(), Bbar.double(), u.double()
+    m = torch.zeros(x.shape[0], x.shape[2], order, dtype=torch.float64, device=x.device)
+    AT = A.T
+    for x_t in x.unbind(1):
+        m = m @ AT + x_t[..., None] * B  # m_t = Abar m_{t-1} + Bbar u_t, row-vector form
+    return m
+
+
 def _sequential(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     m = x.new_zeros(x.shape[0], x.shape[2], A.shape[0])
     AT = A.T

@@ -9,6 +9,11 @@ keras-lmu's vocabulary (``memory_d``, ``order``, ``theta``, ``hidden_size`` and 
     h_t = tanh(W_m m_t  (+ W_x' x_t)  + W_h h_{t-1} + b)     keras SimpleRNNCell
     y_t = W_y h_t + b_y
 
+``recurrent_bias=False`` drops ``b`` (the paper's psMNIST model has none: 102,027
+parameters); ``init="voelker2019"`` is that model's published initialisation (encoders
+e_x = 1, e_h = e_m = 0; kernels W_x = W_h = 0, W_m Xavier normal), as in the authors'
+``LMUCell(input_encoders_initializer=Constant(1), ...)``.
+
 The loop is made as fast as an honest loop can be: every input-only term
 (``W_x x_t``, ``W_x' x_t + b``) is computed for all t in one matmul before the loop;
 each state vector is multiplied once per step against a concatenated weight
@@ -29,6 +34,8 @@ from torch import nn
 from architectures.base import SequenceModel, check_input, check_positive_int
 from architectures.lmu.legendre import legendre_ab, zoh
 from architectures.registry import register
+
+INITS = ("default", "voelker2019")
 
 # state = (h, m, c): h (B, H); m (B, D*order); c = m @ e_m (B, D), carried so that the
 # memory->memory feedback reuses the fused matmul of the previous step.
@@ -90,6 +97,8 @@ class LMU(SequenceModel):
         hidden_to_memory: bool = True,
         memory_to_memory: bool = True,
         input_to_hidden: bool = True,
+        recurrent_bias: bool = True,
+        init: str = "default",
         compile: bool = False,
     ) -> None:
         super().__init__(input_size, output_size)
@@ -115,10 +124,27 @@ class LMU(SequenceModel):
         self.memory_encoder = nn.Linear(M, D, bias=False) if memory_to_memory else None  # e_m
         self.memory_kernel = nn.Linear(M, H, bias=False)  # W_m
         self.input_kernel = nn.Linear(input_size, H, bias=False) if input_to_hidden else None
-        self.recurrent_kernel = nn.Linear(H, H, bias=True)  # W_h, b
+        self.recurrent_kernel = nn.Linear(H, H, bias=bool(recurrent_bias))  # W_h, b
         self.head = nn.Linear(H, output_size)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; valid choices: {', '.join(INITS)}")
+        self.init = init
+        if init == "voelker2019":
+            self._init_voelker2019()
         self._compile = bool(compile)
         self._compiled: Callable[..., State] | None = None
+
+    @torch.no_grad()
+    def _init_voelker2019(self) -> None:
+        """e_x = 1, e_h = e_m = 0, W_x = W_h = 0, W_m Xavier normal (the psMNIST model)."""
+        self.input_encoder.weight.fill_(1.0)
+        for layer in (self.hidden_encoder, self.memory_encoder, self.input_kernel):
+            if layer is not None:
+                layer.weight.zero_()
+        self.recurrent_kernel.weight.zero_()
+        if self.recurrent_kernel.bias is not None:
+            self.recurrent_kernel.bias.zero_()
+        nn.init.xavier_normal_(self.memory_kernel.weight)
 
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> LMU:  # type: ignore[override]
         super()._apply(fn, recurse)
@@ -150,7 +176,8 @@ class LMU(SequenceModel):
             else ref.new_zeros(H, self.input_size)
         )
         w_in = torch.cat([self.input_encoder.weight, x_h], 0)  # (D+H, in)
-        b_in = torch.cat([ref.new_zeros(D), self.recurrent_kernel.bias])
+        bias = self.recurrent_kernel.bias
+        b_in = torch.cat([ref.new_zeros(D), bias if bias is not None else ref.new_zeros(H)])
         return w_in, w_h, w_m, b_in
 
     def _step_impl(self) -> Callable[..., State]:
@@ -201,6 +228,14 @@ class LMU(SequenceModel):
         return self.head(h), (h, m, c)
 
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self._loop(x, keep=True)).transpose(0, 1)
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The same loop, keeping only the last hidden state; the head runs once."""
+        return self.head(self._loop(x, keep=False))
+
+    def _loop(self, x: torch.Tensor, keep: bool) -> torch.Tensor:
+        """Hidden states ``(n, batch, H)`` (``keep``) or the last one ``(batch, H)``."""
         batch, n, _ = x.shape
         w_in, w_h, w_m, b_in = self._fused()
         # all input-only terms for every t at once, time-major so p[t] is contiguous
@@ -209,6 +244,10 @@ class LMU(SequenceModel):
         h, m, c = self.init_state(batch, x.device, x.dtype)
         fn = self._step_impl()
         args = (w_h, w_m, self.abar_t, self.bbar, self.memory_d)
+        if not keep:
+            for p_t in p.unbind(0):  # unbind: see below
+                h, m, c = self._run(fn, p_t, h, m, c, *args)
+            return h
         if torch.is_grad_enabled() and (
             x.requires_grad or any(q.requires_grad for q in self.parameters())
         ):
@@ -219,10 +258,9 @@ class LMU(SequenceModel):
             for p_t in p.unbind(0):
                 h, m, c = self._run(fn, p_t, h, m, c, *args)
                 hs.append(h)
-            out = torch.stack(hs)
-        else:
-            out = x.new_empty(n, batch, self.hidden_size)  # inference: preallocated
-            for t in range(n):
-                h, m, c = self._run(fn, p[t], h, m, c, *args)
-                out[t] = h
-        return self.head(out).transpose(0, 1)
+            return torch.stack(hs)
+        out = x.new_empty(n, batch, self.hidden_size)  # inference: preallocated
+        for t in range(n):
+            h, m, c = self._run(fn, p[t], h, m, c, *args)
+            out[t] = h
+        return out

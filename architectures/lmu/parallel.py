@@ -9,17 +9,29 @@ is a per-step nonlinearity of the input and the memory:
     h_t = tanh(W_h [m_t, x_t] + b_h)           hidden_size (x_t only if input_to_hidden)
     y_t = W_o h_t + b_o                        output_size (or y_t = h_t without output layer)
 
+Without a hidden cell (``hidden_cell=False``, keras-lmu's ``hidden_cell=None``) the
+memory itself is the layer's output: ``y_t = W_o m_t + b_o``.
+
 Names follow keras-lmu's ``LMUFeedforward`` (``memory_d``, ``order``, ``theta``,
 ``input_to_hidden``, ``use_bias`` for the encoder bias) so its configurations carry over
-with the same parameter count. One class, registered as ``lmu-fft``, ``lmu-conv`` and
-``lmu-chunked``; the three differ only in how the memory is computed and share weights.
+with the same parameter count. One class, registered as ``lmu-fft``, ``lmu-conv``,
+``lmu-chunked`` and ``lmu-seq``; they differ only in how the memory is computed and
+share weights (same seed and configuration: same parameters). ``lmu-seq`` runs the
+memory as the recurrence: the same model as the parallel ones, trained the slow way,
+so the algorithm's speedup can be told apart from the change of model (``lmu``).
+
+``forward_last`` reads the last position only, as a classifier does (the paper's
+psMNIST model): the last memory state is one contraction of the encoded input with the
+reversed impulse response (eq. 25, ``lmu_last_state``), and the hidden and output
+layers run once instead of n times. ``lmu-seq`` keeps the recurrence there too.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -30,6 +42,8 @@ from architectures.lmu.memory import (
     MODES,
     MemoryKernels,
     compute_dtype,
+    impulse_response,
+    lmu_last_state,
     lmu_memory,
     memory_kernels,
 )
@@ -37,6 +51,7 @@ from architectures.registry import register
 
 # Kernels cached per model instance; a few shapes at once (e.g. train and eval lengths).
 _CACHE_ENTRIES = 4
+T = TypeVar("T")
 
 
 class ParallelLMU(SequenceModel):
@@ -53,6 +68,7 @@ class ParallelLMU(SequenceModel):
         input_to_hidden: bool = True,
         use_bias: bool = False,
         output_layer: bool = True,
+        hidden_cell: bool = True,
         mode: str = "fft",
         chunk_size: int | None = None,
     ) -> None:
@@ -63,12 +79,20 @@ class ParallelLMU(SequenceModel):
             raise ValueError(f"chunk_size={chunk_size!r} only applies to mode 'chunked'")
         self.memory_d = check_positive_int("memory_d", memory_d)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
-        if not output_layer and hidden_size != output_size:
-            raise ValueError(
-                f"without an output layer the output is h, so hidden_size ({hidden_size}) "
-                f"must equal output_size ({output_size})"
-            )
         A, B = legendre_ab(order, theta)  # validates order and theta
+        self.hidden_cell = bool(hidden_cell)
+        if not self.hidden_cell and input_to_hidden:
+            raise ValueError(
+                "input_to_hidden must be False when hidden_cell is False (there is no hidden "
+                "layer for the input to reach; keras-lmu raises the same)"
+            )
+        features = hidden_size if self.hidden_cell else memory_d * order
+        if not output_layer and features != output_size:
+            what = "hidden_size" if self.hidden_cell else "memory_d * order"
+            raise ValueError(
+                f"without an output layer the output is {'h' if self.hidden_cell else 'm'}, "
+                f"so {what} ({features}) must equal output_size ({output_size})"
+            )
         Abar, Bbar = zoh(A, B)
         self.order, self.theta = order, float(theta)
         self.mode, self.chunk_size = mode, chunk_size
@@ -79,28 +103,51 @@ class ParallelLMU(SequenceModel):
         self._kernels: OrderedDict[tuple, MemoryKernels] = OrderedDict()
 
         self.encoder = nn.Linear(input_size, memory_d, bias=use_bias)
-        hidden_in = memory_d * order + (input_size if input_to_hidden else 0)
-        self.hidden = nn.Linear(hidden_in, hidden_size)
-        self.output = nn.Linear(hidden_size, output_size) if output_layer else nn.Identity()
+        if self.hidden_cell:
+            hidden_in = memory_d * order + (input_size if input_to_hidden else 0)
+            self.hidden: nn.Module | None = nn.Linear(hidden_in, hidden_size)
+        else:
+            self.hidden = None
+        self.output = nn.Linear(features, output_size) if output_layer else nn.Identity()
 
     def extra_repr(self) -> str:
         return f"order={self.order}, theta={self.theta}, mode={self.mode!r}"
 
-    def kernels(self, n: int, dtype: torch.dtype, device: torch.device) -> MemoryKernels:
-        """Cast-once memory operands for this length/dtype/device, cached in the instance."""
-        key = (self.order, self.theta, self.mode, self.chunk_size, n, dtype, device)
+    def _cached(self, key: tuple, build: Callable[[], T]) -> T:
+        """The one bounded LRU of this instance's cast-once operands, keyed by ``key``."""
         if key in self._kernels:
             self._kernels.move_to_end(key)
             return self._kernels[key]
-        k = memory_kernels(self._Abar64, self._Bbar64, n, self.mode, self.chunk_size, dtype, device)
-        self._kernels[key] = k
+        value = build()
+        self._kernels[key] = value
         while len(self._kernels) > _CACHE_ENTRIES:
             self._kernels.popitem(last=False)
-        return k
+        return value
+
+    def kernels(self, n: int, dtype: torch.dtype, device: torch.device) -> MemoryKernels:
+        """Cast-once memory operands for this length/dtype/device, cached in the instance."""
+        key = (self.order, self.theta, self.mode, self.chunk_size, n, dtype, device)
+        return self._cached(
+            key,
+            lambda: memory_kernels(
+                self._Abar64, self._Bbar64, n, self.mode, self.chunk_size, dtype, device
+            ),
+        )
+
+    def last_kernel(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The impulse response ``H (n, order)`` in ``dtype`` for ``lmu_last_state``, cached."""
+        dtype = compute_dtype(dtype)
+        key = (self.order, self.theta, "last", None, n, dtype, device)
+        return self._cached(
+            key,
+            lambda: impulse_response(self._Abar64.to(device), self._Bbar64.to(device), n).to(dtype),
+        )
 
     def _readout(self, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``m (..., memory_d, order)`` and ``x (..., input_size)`` → ``(..., output_size)``."""
         feats = m.flatten(-2)  # channel-major, as keras-lmu
+        if self.hidden is None:
+            return self.output(feats)
         if self.input_to_hidden:
             feats = torch.cat([feats, x], dim=-1)
         return self.output(torch.tanh(self.hidden(feats)))
@@ -110,6 +157,21 @@ class ParallelLMU(SequenceModel):
         k = self.kernels(x.shape[1], u.dtype, u.device)
         m = lmu_memory(u, self._Abar64, self._Bbar64, self.mode, self.chunk_size, kernels=k)
         return self._readout(m, x)
+
+    def last_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The last position only: eq. 25 for the memory, the readout once."""
+        u = self.encoder(x)
+        if self.mode == "sequential":  # the recurrence, keeping only its last state
+            k = self._step_kernels(u.dtype, u.device)
+            m = u.new_zeros(u.shape[0], self.memory_d, self.order).to(k.Abar.dtype)
+            AT = k.Abar.T
+            for u_t in u.to(k.Abar.dtype).unbind(1):
+                m = m @ AT + u_t[..., None] * k.Bbar
+            m = m.to(u.dtype)
+        else:
+            H = self.last_kernel(x.shape[1], u.dtype, u.device)
+            m = lmu_last_state(u, self._Abar64, self._Bbar64, H=H)
+        return self._readout(m, x[:, -1])
 
     def init_state(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -133,13 +195,12 @@ class ParallelLMU(SequenceModel):
 
     def _step_kernels(self, dtype: torch.dtype, device: torch.device) -> MemoryKernels:
         key = (self.order, self.theta, "sequential", None, 1, dtype, device)
-        if key not in self._kernels:
-            self._kernels[key] = memory_kernels(
+        return self._cached(
+            key,
+            lambda: memory_kernels(
                 self._Abar64, self._Bbar64, 1, "sequential", None, dtype, device
-            )
-            while len(self._kernels) > _CACHE_ENTRIES:
-                self._kernels.popitem(last=False)
-        return self._kernels[key]
+            ),
+        )
 
 
 _COMMON = dict(
@@ -167,6 +228,27 @@ def _fixed_mode(name: str, mode: str, doc: str) -> type[ParallelLMU]:
         parameters=[p for p in sig.parameters.values() if p.name not in drop]
     )
     return type(name, (ParallelLMU,), {"__init__": __init__, "__doc__": doc})
+
+
+ParallelLMUSeq = register(
+    "lmu-seq",
+    description=(
+        "Parallel LMU model (Chilkuri & Eliasmith 2021) run as a recurrence: the same "
+        "weights as lmu-fft, memory stepped over time (the same-model baseline)"
+    ),
+    family="lmu",
+    parallel_training=False,
+    stepwise=True,
+    time_complexity="O(n·order²)",
+    memory_complexity="O(n)",
+    step_memory="O(1)",
+)(
+    _fixed_mode(
+        "ParallelLMUSeq",
+        "sequential",
+        "Parallel LMU model, memory by the sequential recurrence (no parallelism in n).",
+    )
+)
 
 
 ParallelLMUFFT = register(
