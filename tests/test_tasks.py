@@ -8,6 +8,7 @@ import math
 import struct
 import subprocess
 import sys
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from workloads.tasks.psdigits import PsDigits, permutation, pixel_sequences, spl
 from workloads.tasks.psmnist import FILES, PsMnist, find_files, read_idx
 from workloads.tasks.synthetic import Adding, Copy, adding_batch, copy_batch
 from workloads.tasks.textlm import TextLM, read_corpus, stdlib_corpus
-from workloads.tasks.train_loop import train
+from workloads.tasks.train_loop import TaskResult, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_NAMES = [cls.name for cls in TASKS]
@@ -292,15 +293,20 @@ def test_tiny_training_run_learns_and_times_to_target():
     data = task.load(64, opts)  # native 8x8 digits: 64 steps
     res = train(model, task, data, opts, batch=32, seq_len=64, device=torch.device("cpu"),
                 dtype=torch.float32, seed=0)
-    steps = [row[0] for row in res.curve]
+    steps = [p.step for p in res.curve]
     assert steps == [0, 10, 20, 30, 40] and res.stopped_by == "max_steps"
-    assert [row[2] for row in res.curve] == [s * 32 * 64 for s in steps]  # tokens seen
+    assert [p.tokens_seen for p in res.curve] == [s * 32 * 64 for s in steps]
     first, last = res.curve[0], res.curve[-1]
-    assert last[4] < 0.7 * first[4]  # test loss fell
-    assert last[3] > 0.5  # well above chance (0.1)
-    hit = next(row for row in res.curve if row[3] >= 0.3)
-    assert res.time_to_target_s == hit[1] and res.steps_to_target == hit[0]
+    assert last.test_loss < 0.7 * first.test_loss  # test loss fell
+    assert last.metric > 0.5  # well above chance (0.1)
+    hit = next(p for p in res.curve if p.metric >= 0.3)
+    assert res.time_to_target_s == hit.wall_s and res.steps_to_target == hit.step
     assert res.train_s == pytest.approx(sum(res.step_times_s))
+    # stored as rows named by curve_columns, and typed again on the way back
+    m = res.metrics()
+    assert m["curve"][1] == [p for p in astuple(res.curve[1])]
+    back = TaskResult.from_metrics(m)
+    assert back.curve == res.curve and back.final == res.final and back.best() == res.best()
 
 
 def test_task_cell_through_the_worker():

@@ -1,9 +1,11 @@
-"""What is done with a model: ``forward``, ``train``, ``stream`` and the task workloads.
+"""What is done with a model: ``forward``, ``train``, ``classify``, ``stream`` and tasks.
 
-Workloads never time anything; the harness does. ``get(name)`` returns one. Timed
-workloads (``kind`` "timed", the default) return a ``Prepared`` unit of work; task
-workloads (``kind`` "task": ``psdigits``, ``psmnist``, ``mackey-glass``, ``copy``,
+Workloads never time anything; the harness does. Each is registered with what it is
+(``info(name)``: kind, per-token, last-position, a task's metric), so the harness reads
+declarations, never names. Timed workloads (kind "timed") return a ``Prepared`` unit of
+work; task workloads (kind "task": ``psdigits``, ``psmnist``, ``mackey-glass``, ``copy``,
 ``adding``, ``textlm``) train a model and report what it reaches (``workloads.tasks``).
+Plugins add workloads with ``@workloads.register(...)`` or ``workloads.register_task``.
 """
 
 from __future__ import annotations
@@ -11,30 +13,25 @@ from __future__ import annotations
 from typing import Any
 
 from workloads.base import Prepared, Workload, make_inputs
-from workloads.forward import Forward
-from workloads.stream import Stream
-from workloads.tasks import TaskWorkload, task_workloads
-from workloads.train import Train
+from workloads.registry import (
+    KINDS,
+    MetricInfo,
+    WorkloadInfo,
+    available,
+    get,
+    info,
+    register,
+    register_task,
+)
 
-
-def _all() -> dict[str, Workload | TaskWorkload]:
-    return {w.name: w for w in (Forward(), Train(), Stream(), *task_workloads())}
-
-
-def available() -> list[str]:
-    return list(_all())
-
-
-def get(name: str) -> Workload | TaskWorkload:
-    table = _all()
-    if name not in table:
-        raise ValueError(f"unknown workload {name!r}; valid choices: {', '.join(table)}")
-    return table[name]
+# Importing the workload modules registers them (timed first, then the tasks).
+from workloads import forward, train, stream, classify  # noqa: E402,F401  isort: skip
+from workloads import tasks  # noqa: E402,F401  isort: skip
 
 
 def kind(name: str) -> str:
     """"timed" (time one unit of work) or "task" (train to a metric)."""
-    return getattr(get(name), "kind", "timed")
+    return info(name).kind
 
 
 def option_keys(name: str) -> tuple[str, ...]:
@@ -51,5 +48,5 @@ def check(name: str, *, seq_len: int, batch: int, options: dict[str, Any]) -> No
                                                        if k in keys})
 
 
-__all__ = ["Prepared", "Workload", "make_inputs", "available", "get", "kind", "option_keys",
-           "check"]
+__all__ = ["KINDS", "MetricInfo", "Prepared", "Workload", "WorkloadInfo", "available", "check",
+           "get", "info", "kind", "make_inputs", "option_keys", "register", "register_task"]

@@ -6,12 +6,14 @@ import torch
 
 from architectures import SequenceModel
 from workloads.base import Prepared, make_inputs
+from workloads.registry import register
 
 
+@register(
+    "forward",
+    description="inference over the whole sequence (no grad)",
+)
 class Forward:
-    name = "forward"
-    description = "inference over the whole sequence (no grad)"
-
     def prepare(
         self, model: SequenceModel, *, batch: int, seq_len: int, device: torch.device,
         dtype: torch.dtype, seed: int,

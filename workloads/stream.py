@@ -11,12 +11,15 @@ import torch
 
 from architectures import SequenceModel, state_nbytes
 from workloads.base import Prepared, make_inputs
+from workloads.registry import register
 
 
+@register(
+    "stream",
+    description="step-by-step inference with step(): per-token latency and state memory",
+    per_token=True,
+)
 class Stream:
-    name = "stream"
-    description = "step-by-step inference with step(): per-token latency and state memory"
-
     def prepare(
         self, model: SequenceModel, *, batch: int, seq_len: int, device: torch.device,
         dtype: torch.dtype, seed: int,

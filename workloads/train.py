@@ -11,12 +11,14 @@ import torch.nn.functional as F
 
 from architectures import SequenceModel
 from workloads.base import Prepared, make_inputs
+from workloads.registry import register
 
 
+@register(
+    "train",
+    description="one training step: forward, MSE loss, backward, AdamW step",
+)
 class Train:
-    name = "train"
-    description = "one training step: forward, MSE loss, backward, AdamW step"
-
     def prepare(
         self, model: SequenceModel, *, batch: int, seq_len: int, device: torch.device,
         dtype: torch.dtype, seed: int,

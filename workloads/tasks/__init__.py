@@ -38,6 +38,13 @@ class TaskWorkload:
         self.description = task.description
 
     @property
+    def info(self) -> Any:
+        """The registry's declaration of this task (``workloads.info``)."""
+        from workloads.registry import info
+
+        return info(self.name)
+
+    @property
     def option_keys(self) -> tuple[str, ...]:
         return self.task.Options.keys()
 
@@ -73,6 +80,16 @@ class TaskWorkload:
 
 def task_workloads() -> list[TaskWorkload]:
     return [TaskWorkload(cls()) for cls in TASKS]
+
+
+def _register_builtin_tasks() -> None:
+    from workloads.registry import register_task
+
+    for cls in TASKS:
+        register_task(cls)
+
+
+_register_builtin_tasks()
 
 
 __all__ = ["CURVE_COLUMNS", "TASKS", "Task", "TaskResult", "TaskWorkload", "task_workloads",

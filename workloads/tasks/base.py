@@ -123,6 +123,12 @@ class Task:
     description: str = ""
     metric: str = ""  # name of the held-out metric, e.g. "accuracy", "nrmse", "bits_per_byte"
     higher_is_better: bool = True
+    metric_label: str = ""  # how reports label it, e.g. "test accuracy (%)"
+    metric_scale: float = 1.0  # shown value = value × scale (accuracy in %: 100)
+    metric_log_scale: bool = False  # best shown on a log axis (spans decades)
+    # reads only the model's last output: trained and scored through ``forward_last``
+    # (loss/reduce/score then get ``(batch, output_size)``), the classifier's cheap path
+    last_position: bool = False
     Options: type[TrainOptions] = TrainOptions
 
     def options(self, d: dict[str, Any]) -> TrainOptions:
@@ -141,6 +147,14 @@ class Task:
     def wrap(self, model: nn.Module, opts: TrainOptions) -> nn.Module:
         """The module trained: the model, or the model behind a task-owned input layer."""
         return model
+
+    def outputs(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """What ``loss`` and ``reduce`` get: the whole output, or the last position's
+        through the model's ``forward_last`` (for a wrapper without one: ``[:, -1]``)."""
+        if not self.last_position:
+            return net(x)
+        forward_last = getattr(net, "forward_last", None)
+        return forward_last(x) if forward_last is not None else net(x)[:, -1]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -78,6 +78,7 @@ class MackeyGlass(Task):
     description = "predict the Mackey-Glass series (tau=17) horizon steps ahead; NRMSE"
     metric = "nrmse"
     higher_is_better = False
+    metric_label = "test NRMSE"
     Options = MackeyGlassOptions
 
     def io(self, opts: TrainOptions) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from workloads.tasks.base import Task, TaskData, TrainOptions, last_position
+from workloads.tasks.base import Task, TaskData, TrainOptions
 
 TEST_SEED = 4321  # fixed test split, independent of the run's seed
 ALPHABET = 8
@@ -61,6 +61,8 @@ class Copy(Task):
     description = "copy memory: recall symbols after a delay of seq_len - 2*symbols"
     metric = "accuracy"
     higher_is_better = True
+    metric_label = "test accuracy (%)"
+    metric_scale = 100.0
     Options = CopyOptions
 
     def io(self, opts: TrainOptions) -> tuple[int, int]:
@@ -105,6 +107,9 @@ class Adding(Task):
     description = "adding problem: sum the two marked values of a seq_len sequence; MSE"
     metric = "mse"
     higher_is_better = False
+    metric_label = "test MSE"
+    metric_log_scale = True  # spans decades on the way to its target
+    last_position = True  # out is (batch, 1): the sum read at the last position
     Options = AddingOptions
 
     def io(self, opts: TrainOptions) -> tuple[int, int]:
@@ -121,10 +126,10 @@ class Adding(Task):
         return TaskData(lambda b, g: adding_batch(b, seq_len, g), test_x, test_y, info)
 
     def reduce(self, out: torch.Tensor) -> torch.Tensor:
-        return last_position(out)[:, 0]
+        return out[:, 0]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out[:, -1, 0].float(), y)
+        return F.mse_loss(out[:, 0].float(), y)
 
     def score(self, out: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         mse = F.mse_loss(out.float(), y).item()

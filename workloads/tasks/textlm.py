@@ -90,6 +90,7 @@ class TextLM(Task):
     description = "byte-level language model (default corpus: Python stdlib sources); bits/byte"
     metric = "bits_per_byte"
     higher_is_better = False
+    metric_label = "test bits per byte"
     Options = TextLMOptions
 
     def io(self, opts: TrainOptions) -> tuple[int, int]:

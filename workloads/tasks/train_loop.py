@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -23,18 +23,39 @@ from torch import nn
 
 from workloads.tasks.base import Task, TaskData, TrainOptions
 
-CURVE_COLUMNS = ["step", "wall_s", "tokens_seen", "metric", "test_loss", "train_loss"]
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluation: where training stood and what the held-out split scored."""
+
+    step: int
+    wall_s: float  # training seconds so far (evaluation excluded)
+    tokens_seen: int
+    metric: float | None  # the task's held-out metric (None: not finite)
+    test_loss: float | None
+    train_loss: float | None  # mean training loss since the previous evaluation
+
+    @classmethod
+    def from_row(cls, row: list[Any], columns: list[str] | None = None) -> CurvePoint:
+        """A stored row (a record's ``metrics.curve``), by its ``curve_columns`` names."""
+        names = columns or CURVE_COLUMNS
+        by_name = dict(zip(names, row, strict=False))
+        return cls(**{f.name: by_name.get(f.name) for f in fields(cls)})
+
+
+CURVE_COLUMNS = [f.name for f in fields(CurvePoint)]
 
 
 @dataclass
 class TaskResult:
-    """What a task run measured; ``metrics()`` is the record's ``metrics`` field."""
+    """What a task run measured; ``metrics()`` is the record's ``metrics`` field, where the
+    curve is stored as rows (lists) named by ``curve_columns``, as JSON wants."""
 
     task: str
     metric: str
     higher_is_better: bool
     target: float
-    curve: list[list[float | None]] = field(default_factory=list)  # rows of CURVE_COLUMNS
+    curve: list[CurvePoint] = field(default_factory=list)
     step_times_s: list[float] = field(default_factory=list)
     steps: int = 0
     tokens_seen: int = 0
@@ -49,10 +70,10 @@ class TaskResult:
 
     @property
     def final(self) -> float | None:
-        return self.curve[-1][3] if self.curve else None
+        return self.curve[-1].metric if self.curve else None
 
     def best(self) -> float | None:
-        values = [r[3] for r in self.curve if r[3] is not None]
+        values = [p.metric for p in self.curve if p.metric is not None]
         if not values:
             return None
         return max(values) if self.higher_is_better else min(values)
@@ -60,8 +81,18 @@ class TaskResult:
     def metrics(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("step_times_s")
-        d.update(final=self.final, best=self.best(), curve_columns=CURVE_COLUMNS)
+        d.update(curve=[list(astuple(p)) for p in self.curve], final=self.final,
+                 best=self.best(), curve_columns=CURVE_COLUMNS)  # fmt: skip
         return d
+
+    @classmethod
+    def from_metrics(cls, m: dict[str, Any]) -> TaskResult:
+        """Back from a record's ``metrics`` (rows become ``CurvePoint``s by column name)."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in m.items() if k in names and k != "curve"}
+        columns = m.get("curve_columns") or CURVE_COLUMNS
+        curve = [CurvePoint.from_row(r, columns) for r in m.get("curve") or []]
+        return cls(curve=curve, **kw)
 
     def summary(self) -> str:
         final = "n/a" if self.final is None else f"{self.final:.4g}"
@@ -84,7 +115,7 @@ def evaluate(net: nn.Module, task: Task, data: TaskData, batch: int,
     with torch.no_grad():
         for i in range(0, len(data.test_x), batch):
             x = _to(data.test_x[i:i + batch], device, dtype)
-            outs.append(task.reduce(net(x)).float().cpu())
+            outs.append(task.reduce(task.outputs(net, x)).float().cpu())
     net.train()
     metric, loss = task.score(torch.cat(outs), data.test_y)
     return _finite(metric), _finite(loss)
@@ -121,8 +152,11 @@ def train(
         metric, test_loss = evaluate(net, task, data, opts.eval_batch, device, dtype)
         res.eval_s += time.perf_counter() - t0
         train_loss = sum(train_losses) / len(train_losses) if train_losses else None
-        res.curve.append([res.steps, res.train_s, res.tokens_seen, metric, test_loss,
-                          _finite(train_loss) if train_loss is not None else None])
+        res.curve.append(CurvePoint(
+            step=res.steps, wall_s=res.train_s, tokens_seen=res.tokens_seen, metric=metric,
+            test_loss=test_loss,
+            train_loss=_finite(train_loss) if train_loss is not None else None,
+        ))
         train_losses.clear()
         last_eval_step, last_eval_s = res.steps, res.train_s
         if (res.time_to_target_s is None and metric is not None
@@ -146,7 +180,7 @@ def train(
         t0 = clock()
         x, y = data.sample(batch, gen)
         x, y = _to(x, device, dtype), _to(y, device, torch.float32)
-        loss = task.loss(net(x), y)
+        loss = task.loss(task.outputs(net, x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if opts.grad_clip > 0:
@@ -166,6 +200,6 @@ def train(
         if (res.steps - last_eval_step >= opts.eval_every
                 or res.train_s - last_eval_s >= opts.eval_every_s):
             record_eval()
-    if res.curve[-1][0] != res.steps:
+    if res.curve[-1].step != res.steps:
         record_eval()
     return res
