@@ -9,11 +9,8 @@ What each cell's directory holds is described in :mod:`harness.profile`.
 from __future__ import annotations
 
 import argparse
-import re
 from datetime import datetime
 from pathlib import Path
-
-import torch
 
 from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError, describe
@@ -21,6 +18,7 @@ from harness.profile import cell_dir_name, cells_from_run
 from harness.profile.breakdown import breakdown_table, markdown, wide_table
 from harness.profile.trace import ProfileConfig, profile_cell
 from harness.report.profiles import figure
+from harness.run.devices import resolve_device
 from harness.store.records import Cell
 
 DEFAULT_ROOT = Path("results/profiles")
@@ -61,21 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="name part of the default profile directory")
 
 
-def _device(spec: str | None) -> str:
-    if spec is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", spec):
-        raise UsageError(f"unknown device {spec!r}; valid choices: cpu, cuda, cuda:N")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {spec!r} requested but CUDA is not available")
-        index = int(spec.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"device {spec!r} does not exist; this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return spec
-
-
 def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     """The grid --arch × --workload × --seq-len × --batch, validated like a run's cells."""
     import architectures
@@ -84,7 +67,7 @@ def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     if not args.arch or not args.seq_len:
         raise UsageError("profile needs --arch and --seq-len (or --from RUN_DIR --cell ID)")
     archs = architectures.available() if args.arch == ["all"] else args.arch
-    device = _device(args.device)
+    device = resolve_device(args.device)
     sets = parse_set(args.set)
     cells = []
     for arch in archs:
@@ -143,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError("--from takes its cells from the run; drop --arch/--seq-len")
         cells = cells_from_run(args.from_run, args.cell)
         for c in cells:
-            _device(c.device)  # a CUDA run profiled on a machine without CUDA
+            resolve_device(c.device)  # a CUDA run profiled on a machine without CUDA
         default = Path(args.from_run) / "profiles"
     else:
         if args.cell:

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError
+from harness.run.devices import parse_devices
 from harness.store.records import Record
 
 
@@ -55,18 +56,6 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return s
 
 
-def _devices(spec: list[str] | None) -> list[str] | None:
-    if not spec:
-        return None
-    if spec == ["all"]:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--devices all requested but CUDA is not available")
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return spec
-
-
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import (
@@ -90,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         batch=args.batch, preset=args.preset, device=args.device, dtype=args.dtype,
         compile=args.compile, overrides=parse_set(args.set), settings=settings, out=args.out,
     )
-    devices = _devices(args.devices)
+    devices = parse_devices(args.devices)
     console = Console(stderr=True)
     console.print(f"[bold]seqbench[/] suite {p.suite.name!r}: {len(p.cells)} cells on "
                   f"{p.device} → {p.out}")

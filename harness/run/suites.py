@@ -18,8 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import architectures
 import workloads
 from harness.errors import UsageError, choice
@@ -173,26 +171,6 @@ def load_suite(name_or_path: str) -> Suite:
         sections=sections,
         source=source,
     )
-
-
-def validate_device(device: str) -> str:
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UsageError(
-                f"device {device!r} requested but CUDA is not available; valid choices: cpu"
-            )
-        count = torch.cuda.device_count()
-        idx = device.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= count):
-            raise choice("device", device, ["cpu", "cuda"] + [f"cuda:{i}" for i in range(count)])
-        return device
-    raise choice("device", device, ["cpu", "cuda", "cuda:N"])
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def validate_cell(cell: Cell) -> None:

@@ -15,12 +15,13 @@ from typing import Any
 
 import architectures
 from harness.errors import UsageError
+from harness.run.devices import resolve_device
 from harness.run.launchers import validate_launcher
 from harness.run.launchers.local import run_local, worker_slots
 from harness.run.launchers.slurm import SlurmConfig, run_slurm
 from harness.run.plugins import load_plugins
 from harness.run.settings import RunSettings
-from harness.run.suites import Suite, default_device, load_suite, validate_device
+from harness.run.suites import Suite, load_suite
 from harness.store import env as env_mod
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
@@ -62,7 +63,7 @@ def plan(
     s = load_suite(suite)
     run_settings = replace(s.settings, **(settings or {}))
     load_plugins(run_settings.plugins)
-    device = validate_device(device or default_device())
+    device = resolve_device(device)
     only: dict[str, list[Any]] = {}
     for key, values in (("arch", arch), ("workload", workload), ("seq_len", seq_len),
                         ("batch", batch), ("dtype", dtype), ("compile", compile)):

@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable, Sequence
 
 from harness.errors import UsageError
+from harness.run.devices import parse_devices
 from harness.run.launchers import cells_to_run
 from harness.run.runner import run_cells
 from harness.run.settings import RunSettings
-from harness.run.suites import validate_device
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
 from harness.store.state import claim
@@ -37,7 +37,7 @@ def worker_slots(device: str, workers: int, devices: list[str] | None) -> tuple[
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {workers!r}")
     if devices:
-        return [validate_device(d) for d in devices], 0
+        return parse_devices(devices), 0
     if device.startswith("cuda"):
         return [device] * workers, 0
     threads = max(1, usable_cores() // workers) if workers > 1 else 0
