@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from harness.errors import UsageError
 
@@ -42,6 +43,20 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     return parser, sub
 
 
+class _OneLineWarnings:
+    """Warnings (a skipped damaged line, a run given twice) as one plain line on stderr,
+    each message once (several readers may meet the same damaged line)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = _parser()
@@ -61,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     module.add_arguments(sub.add_parser(name, help=help_, description=help_))
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _OneLineWarnings()
+        return _call(module, args)
+
+
+def _call(module, args: argparse.Namespace) -> int:
     try:
         return int(module.main(args) or 0)
     except UsageError as exc:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
-from harness.report.data import FACET_KEYS, arch_families, load_runs, run_summaries
+from harness.report.data import FACET_KEYS, arch_families, load_runs, run_summaries, unique_dirs
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent, scaling_table
 from harness.report.style import WIDTHS, arch_styles
 from harness.report.tables import (
@@ -402,7 +402,7 @@ def build_report(
     for f in formats:
         if f not in FORMATS:
             raise UsageError(f"unknown format {f!r}; valid choices: {', '.join(FORMATS)}")
-    dirs = list(dirs)
+    dirs = unique_dirs(dirs)
     df = load_runs(dirs)
     check_baseline(df, baseline)
     notes = []

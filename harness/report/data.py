@@ -7,8 +7,8 @@ of each cell per directory, and gain ``run_dir``, ``hostname``, ``device_name`` 
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -42,10 +42,7 @@ def device_label(device: str, device_name: str | None) -> str:
 
 
 def read_env(d: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        return ResultStore(d).env()
-    except (json.JSONDecodeError, OSError) as exc:
-        raise UsageError(f"cannot read {Path(d) / 'env.json'}: {exc}") from None
+    return ResultStore(d).env()  # damaged: {} with a warning
 
 
 def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
@@ -107,6 +104,18 @@ def _disambiguate(frames: list[pd.DataFrame]) -> None:
             frames[i].loc[mask, "device_label"] = f"{label} @{suffix}"
 
 
+def unique_dirs(dirs: Iterable[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """Each run directory once: a run given twice would be two runs with the same cells."""
+    unique: dict[str, str | os.PathLike[str]] = {}
+    for d in dirs:
+        key = os.path.realpath(d)
+        if key in unique:
+            warnings.warn(f"run directory {str(d)!r} given twice; reading it once", stacklevel=2)
+            continue
+        unique[key] = d
+    return list(unique.values())
+
+
 def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """Several run directories as one DataFrame, faceted by ``device_label``.
 
@@ -118,6 +127,7 @@ def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
     dirs = list(dirs)
     if not dirs:
         raise UsageError("no run directory given")
+    dirs = unique_dirs(dirs)
     frames = [load_run(d) for d in dirs]
     _disambiguate(frames)
     return pd.concat(frames, ignore_index=True)

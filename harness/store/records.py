@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 2
@@ -116,3 +118,60 @@ class Record:
     def from_dict(cls, d: dict[str, Any]) -> Record:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def problem(cls, d: Any) -> str | None:
+        """Why ``d`` (a parsed line of records.jsonl) is not a record, or None if it is.
+
+        Readers skip such lines with a warning instead of failing on them later: a field
+        missing, of the wrong type, non-finite, or an unknown status."""
+        if not isinstance(d, dict):
+            return f"not a JSON object but {type(d).__name__}"
+        for f in fields(cls):
+            if f.name not in d:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    return f"missing field {f.name!r}"
+                continue
+            why = _type_problem(d[f.name], _FIELD_TYPES[f.name])
+            if why:
+                return f"field {f.name!r} {why}"
+        if d["status"] not in STATUSES:
+            return f"unknown status {d['status']!r}"
+        return None
+
+
+def _type_problem(value: Any, kind: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``kind`` (the few kinds Record uses)."""
+    args = typing.get_args(kind)
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _type_problem(value, inner[0]) if len(inner) == 1 else None
+    if kind is bool:
+        return None if isinstance(value, bool) else f"is {value!r}, not a boolean"
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"is {value!r}, not an integer"
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            return f"is {value!r}, not a number"
+        return None if math.isfinite(value) else f"is {value!r}, not finite"
+    if kind is str:
+        return None if isinstance(value, str) else f"is {value!r}, not a string"
+    if origin is list:
+        if not isinstance(value, list):
+            return f"is {type(value).__name__}, not a list"
+        for v in value:
+            why = _type_problem(v, args[0])
+            if why:
+                return f"holds an item that {why}"
+        return None
+    if origin is dict or kind is dict:
+        return None if isinstance(value, dict) else f"is {type(value).__name__}, not an object"
+    return None
+
+
+_FIELD_TYPES = typing.get_type_hints(Record)

@@ -66,24 +66,37 @@ class ResultStore:
             os.write(fd, b"\n")
 
     def read_dicts(self) -> list[dict[str, Any]]:
-        """All well-formed record dicts; broken lines are skipped with a warning."""
+        """All well-formed record dicts; broken lines are skipped with a warning.
+
+        A line is broken when it is not JSON (a writer killed mid-line, corruption) or not
+        a record (a field missing or of the wrong type, see ``Record.problem``). Lines of
+        another schema version are kept so that ``records`` can name the version."""
         if not self.records_path.exists():
             return []
         out = []
-        lines = self.records_path.read_bytes().split(b"\n")
+        try:
+            lines = self.records_path.read_bytes().split(b"\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.records_path}: {exc.strerror}") from None
         for i, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
+            where = "last line" if i >= len(lines) - 1 else f"line {i}"
             try:
                 d = json.loads(raw)
-            except json.JSONDecodeError:
-                where = "last line" if i >= len(lines) - 1 else f"line {i}"
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, absurdly nested
                 warnings.warn(
                     f"{self.records_path}: skipping truncated or corrupt {where}", stacklevel=2
                 )
                 continue
-            if isinstance(d, dict):
-                out.append(d)
+            foreign = (isinstance(d, dict) and isinstance(d.get("schema"), int)
+                       and d["schema"] not in READABLE_SCHEMAS)
+            why = None if foreign else Record.problem(d)
+            if why:
+                warnings.warn(f"{self.records_path}: skipping {where}, not a record: {why}",
+                              stacklevel=2)
+                continue
+            out.append(d)
         return out
 
     def records(self) -> list[Record]:
@@ -107,9 +120,30 @@ class ResultStore:
         os.replace(tmp, self.env_path)
 
     def env(self) -> dict[str, Any]:
-        if not self.env_path.exists():
+        """The run's environment; {} with a warning when env.json is damaged (the records
+        stand on their own, so a damaged env.json must not hide them)."""
+        try:
+            text = self.env_path.read_text()
+        except FileNotFoundError:
             return {}
-        return json.loads(self.env_path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.warn(f"{self.env_path}: unreadable ({exc}); ignoring it", stacklevel=2)
+            return {}
+        try:
+            env = json.loads(text)
+        except (ValueError, RecursionError):
+            env = None
+        if not isinstance(env, dict):
+            warnings.warn(f"{self.env_path}: not a JSON object; ignoring it", stacklevel=2)
+            return {}
+        return env
+
+    def set_aside(self, path: Path) -> Path:
+        """Move a damaged file out of the way (kept for inspection) before rewriting it."""
+        aside = path.with_name(f"{path.name}.damaged")
+        os.replace(path, aside)
+        warnings.warn(f"{path} was damaged; kept as {aside.name} and written anew", stacklevel=2)
+        return aside
 
 
 def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Record]:

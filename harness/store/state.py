@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -58,6 +59,8 @@ def write_plan(root: Path, cells: Sequence[Cell], meta: dict[str, Any]) -> None:
     """Add ``cells`` to the directory's plan (earlier cells stay: a resume may ask fewer)."""
     with _locked(root, ".plan.lock"):
         old = read_plan(root)
+        if not old and (root / PLAN).exists():
+            ResultStore(root).set_aside(root / PLAN)
         by_id = {d["cell_id"]: d for d in old.get("cells", [])}
         for c in cells:
             by_id.setdefault(c.cell_id, {"cell_id": c.cell_id, **c.key_dict()})
@@ -65,8 +68,27 @@ def write_plan(root: Path, cells: Sequence[Cell], meta: dict[str, Any]) -> None:
 
 
 def read_plan(root: Path) -> dict[str, Any]:
+    """The plan, or {} (with a warning) when plan.json is missing or damaged; cell entries
+    that are not ``{"cell_id": str, ...}`` objects are dropped."""
     path = Path(root) / PLAN
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        plan = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, RecursionError) as exc:
+        warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
+                      stacklevel=2)
+        return {}
+    if not isinstance(plan, dict):
+        warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=2)
+        return {}
+    cells = plan.get("cells", [])
+    good = [d for d in cells if isinstance(d, dict) and isinstance(d.get("cell_id"), str)
+            ] if isinstance(cells, list) else []
+    if not isinstance(cells, list) or len(good) != len(cells):
+        warnings.warn(f"{path}: skipping malformed cell entries", stacklevel=2)
+    plan["cells"] = good
+    return plan
 
 
 def note_env(store: ResultStore, env: dict[str, Any]) -> None:
@@ -77,6 +99,8 @@ def note_env(store: ResultStore, env: dict[str, Any]) -> None:
     _write_json(root / ENVS / f"{env.get('hostname', 'unknown')}.json", env)
     with _locked(root, ".env.lock"):
         previous = store.env()
+        if not previous and store.env_path.exists():
+            store.set_aside(store.env_path)
         if previous:
             previous.setdefault("resumed", []).append(env)
             env = previous

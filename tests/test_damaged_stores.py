@@ -1,0 +1,174 @@
+"""Damaged run directories: every reader warns and skips the bad part, never a traceback,
+never a lost or duplicated valid record (issue 16, case 10)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.store.records import Cell, Record
+from harness.store.rundir import ResultStore
+from harness.store.status import sweep_status
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
+ARCHS = ("lmu", "lmu-fft")
+LENS = (16, 32)
+FAST = ("--formats", "png", "--dpi", "40", "--resamples", "50")  # reports in seconds
+
+
+def synthetic_run(root: Path) -> Path:
+    """A run of 4 ok cells with a plan and an env, as ``run`` leaves it (no measuring)."""
+    from harness.store.state import write_plan
+
+    store = ResultStore(root).ensure()
+    store.write_env({"device_name": "cpu: test", "hostname": "h", "torch": "2"})
+    cells = [Cell.make(arch=a, workload="forward", seq_len=n, batch=1, preset="tiny")
+             for a in ARCHS for n in LENS]
+    write_plan(root, cells, {"suite": "t", "device": "cpu"})
+    for i, c in enumerate(cells):
+        s = [1e-3 * (i + 1) * (1 + 0.01 * k) for k in range(6)]
+        store.append(Record.for_cell(c, "ok", samples=s, n_samples=6, time_median_s=s[3],
+                                     run_id=root.name))
+    return root
+
+
+def damage(root: Path, how: str) -> None:
+    rec = root / "records.jsonl"
+    lines = rec.read_text().splitlines()
+    if how == "env-not-json":
+        (root / "env.json").write_text("not json{")
+    elif how == "env-a-list":
+        (root / "env.json").write_text("[1, 2]")
+    elif how == "plan-not-json":
+        (root / "plan.json").write_text("{\"cells\": [")
+    elif how == "plan-bad-cells":
+        (root / "plan.json").write_text(json.dumps({"cells": [1, {"cell_id": 5}, "x"]}))
+    elif how in ("missing-field", "wrong-type", "nan-field", "bad-status", "not-object"):
+        d = json.loads(lines[1])
+        if how == "missing-field":
+            del d["status"]
+        elif how == "wrong-type":
+            d["seq_len"], d["samples"] = "sixteen", "x"
+        elif how == "nan-field":
+            d["time_median_s"] = float("nan")
+        elif how == "bad-status":
+            d["status"] = "great"
+        lines[1] = "[1, 2, 3]" if how == "not-object" else json.dumps(d)
+        rec.write_text("\n".join(lines) + "\n")
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+RECORD_DAMAGE = ("missing-field", "wrong-type", "nan-field", "bad-status", "not-object")
+ALL_DAMAGE = ("env-not-json", "env-a-list", "plan-not-json", "plan-bad-cells") + RECORD_DAMAGE
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = cli_main(list(args))
+    except SystemExit as exc:  # pragma: no cover - argparse
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("how", ALL_DAMAGE)
+def test_readers_warn_and_skip(tmp_path, capsys, how):
+    good = synthetic_run(tmp_path / "good")
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    damage(bad, how)
+    lost = 1 if how in RECORD_DAMAGE else 0
+    env_only = how.startswith("env")  # status never reads env.json
+
+    with _nothing() if env_only else pytest.warns(UserWarning):
+        st = sweep_status(bad)
+    assert st.total == 4
+    assert st.done == 4 - lost and st.pending == lost
+    code, out, err = cli(capsys, "status", str(bad))
+    assert code == 0 and "Traceback" not in err
+    assert ("warning:" in err) != env_only
+
+    code, out, err = cli(capsys, "report", str(bad), "--out", str(tmp_path / "rep"), *FAST)
+    assert code == 0, err
+    assert ("warning:" in err) != how.startswith("plan")  # report never reads plan.json
+    csv = (tmp_path / "rep" / "results.csv").read_text().splitlines()
+    assert len(csv) == 1 + 4 - lost
+
+    code, out, err = cli(capsys, "compare", str(good), str(bad))
+    assert code == 0, err
+    assert ("only in A: 1" in out) == bool(lost)
+
+    code, out, err = cli(capsys, "profile", "--from", str(bad))
+    assert code == 2 and "--cell" in err.strip().splitlines()[-1]
+    with pytest.warns(UserWarning) if lost else _nothing():
+        kept = ResultStore(bad).records()
+    assert len(kept) == 4 - lost and len({r.cell_id for r in kept}) == len(kept)
+
+
+def test_report_same_run_twice_reads_it_once(tmp_path, capsys):
+    run = synthetic_run(tmp_path / "run")
+    code, out, err = cli(capsys, "report", str(run), str(run), "--out", str(tmp_path / "rep"),
+                         *FAST)
+    assert code == 0, err
+    assert "given twice" in err and "Traceback" not in err
+    assert len((tmp_path / "rep" / "results.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_foreign_schema_is_one_clear_line(tmp_path, capsys):
+    run = synthetic_run(tmp_path / "run")
+    d = json.loads((run / "records.jsonl").read_text().splitlines()[0])
+    d["schema"] = 99
+    with open(run / "records.jsonl", "a") as f:
+        f.write(json.dumps(d) + "\n")
+    code, out, err = cli(capsys, "report", str(run), "--out", str(tmp_path / "rep"), *FAST)
+    assert code == 2 and "schema version" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("how", ["env-not-json", "plan-not-json", "missing-field"])
+def test_resume_of_a_damaged_store(tmp_path, capsys, how):
+    """A resume sets a damaged env.json/plan.json aside and re-runs only a cell whose record
+    is damaged; every valid record stays, none is duplicated."""
+    from harness.run.sweep import plan
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'name = "t"\n[settings]\nbudget_s = 0.02\ntimeout_s = 20\ncount_flops = false\n'
+        f'plugins = ["{PLUGIN}"]\n[cpu]\npreset = "tiny"\nbatch = 1\nworkload = "forward"\n'
+        '[[cpu.grid]]\narch = ["test-ok"]\nseq_len = [4, 8, 12]\n')
+    out = tmp_path / "run"
+    store = ResultStore(out).ensure()
+    store.write_env({"hostname": "h"})
+    (out / "plan.json").write_text(json.dumps({"cells": []}))
+    for c in plan(str(suite), out=out).cells:  # as a first run leaves them, without measuring
+        store.append(Record.for_cell(c, "ok", samples=[1e-3], n_samples=1, time_median_s=1e-3))
+    before = (out / "records.jsonl").read_text().splitlines()
+    damage(out, how)
+    code, _, err = cli(capsys, "run", "--suite", str(suite), "--out", str(out))
+    assert code == 0 and "Traceback" not in err, err
+    assert "warning:" in err
+    with pytest.warns(UserWarning) if how == "missing-field" else _nothing():
+        recs = ResultStore(out).records()
+    assert len(recs) == 3 == len({r.cell_id for r in recs})
+    after = (out / "records.jsonl").read_text().splitlines()
+    if how == "missing-field":  # the damaged cell measured again, the others untouched
+        assert after[0] == before[0] and after[2] == before[2] and len(after) == 4
+        assert json.loads(after[3])["cell_id"] == json.loads(before[1])["cell_id"]
+    else:
+        assert after == before  # nothing re-run
+        name = "env.json" if how == "env-not-json" else "plan.json"
+        assert (out / f"{name}.damaged").read_text().startswith(("not json", "{\"cells\""))
+        assert json.loads((out / name).read_text())  # written anew
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
