@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class UsageError(ValueError):
@@ -13,6 +15,16 @@ class UsageError(ValueError):
 
 def choice(kind: str, value: object, valid: list[str] | tuple[str, ...]) -> UsageError:
     return UsageError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(str, valid))}")
+
+
+@contextmanager
+def os_errors_as_usage(what: str) -> Iterator[None]:
+    """An ``OSError`` in the block (a path that cannot be created, read or written) is the
+    user's to fix: it becomes ``UsageError("cannot {what}: {reason}")``, one line, exit 2."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(f"cannot {what}: {exc.strerror or exc}") from None
 
 
 def describe(exc: BaseException) -> str:

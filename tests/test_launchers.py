@@ -261,3 +261,20 @@ def test_launcher_config_without_slurm_is_rejected(tmp_path):
         execute(p, launcher_config=tmp_path / "x.toml")
     with pytest.raises(UsageError, match="unknown launcher 'pbs'.*local, slurm"):
         execute(p, launcher="pbs")
+
+
+def test_status_counts_every_failure_status_as_failed(tmp_path):
+    """One statuses tuple (store.records): a nonfinite cell is failed, not lost between
+    done and failed (status used to know only error/oom/timeout)."""
+    from harness.store.records import DONE, FAILED, STATUSES
+    from harness.store.status import format_status
+
+    assert set(DONE) | set(FAILED) == set(STATUSES) and not set(DONE) & set(FAILED)
+    cells = [Cell.make(arch="a", workload="forward", seq_len=n, batch=1) for n in (1, 2, 3)]
+    write_plan(tmp_path, cells, {"suite": "t", "device": "cpu"})
+    store = ResultStore(tmp_path)
+    for c, s in zip(cells, ["ok", "nonfinite", "timeout"], strict=True):
+        store.append(Record.for_cell(c, s))
+    st = sweep_status(tmp_path)
+    assert (st.total, st.done, st.failed, st.pending) == (3, 1, 2, 0)
+    assert "nonfinite 1" in format_status(st) and "timeout 1" in format_status(st)

@@ -288,3 +288,13 @@ def test_contention_is_measured_per_sample():
         assert len(m.contention) == m.n and all(c >= 0 for c in m.contention)
     off = Timer(lambda: None, "cpu", cfg).measure(contention=False)
     assert off.contention == ()
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (2.5, "2.5 s"), (0.0123, "12.3 ms"), (4.56e-5, "45.6 µs"), (7e-9, "7 ns"), (1.0, "1 s"),
+    (1e-3, "1 ms"), (0.0, "0 ns"),
+])
+def test_one_time_formatter(seconds, text):
+    from harness.measure.timing import format_seconds
+
+    assert format_seconds(seconds) == text

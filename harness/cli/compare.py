@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UsageError
+from harness.errors import UsageError, os_errors_as_usage
+from harness.measure.timing import format_seconds
 from harness.report.compare import VERDICTS, compare_runs, failing
 
 
@@ -38,10 +39,7 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
             return "—"
         if status != "ok":
             return status.upper()
-        for unit, div in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-            if s >= div:
-                return f"{s / div:.3g} {unit}"
-        return f"{s / 1e-9:.3g} ns"
+        return format_seconds(s)
 
     for r in result.itertuples(index=False):
         verdict = r.verdict
@@ -100,10 +98,8 @@ def main(args: argparse.Namespace) -> int:
         print("note: the runs have no cell in common (different devices, dtypes or sweeps?)")
     if args.csv:
         path = Path(args.csv)
-        try:
+        with os_errors_as_usage(f"write {str(path)!r}"):
             result.to_csv(path, index=False)
-        except OSError as exc:
-            raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
     insufficient = result["verdict"] == "insufficient samples"
     if insufficient.any():
         print(

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.cli.args import csv_list, parse_set
-from harness.errors import UsageError, describe
+from harness.errors import UsageError, describe, os_errors_as_usage
 from harness.profile import cell_dir_name, cells_from_run
 from harness.profile.breakdown import breakdown_table, markdown, wide_table
 from harness.profile.trace import ProfileConfig, profile_cell
@@ -136,10 +136,8 @@ def main(args: argparse.Namespace) -> int:
         default = DEFAULT_ROOT / f"{stamp}-{args.name or 'profile'}"
     config = _config(args)
     out = Path(args.out) if args.out else default
-    try:
+    with os_errors_as_usage(f"create profile directory {str(out)!r}"):
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create profile directory {str(out)!r}: {exc}") from None
     failed = 0
     for cell in cells:
         print(f"profiling {cell.cell_id} ...", flush=True)

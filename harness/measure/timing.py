@@ -163,7 +163,8 @@ class Measurement:
     def summary(self) -> str:
         ci = "n/a" if self.rel_ci is None else f"±{100 * self.rel_ci:.1f}%"
         text = (
-            f"median {_fmt_s(self.median)} (IQR {_fmt_s(self.iqr)}, min {_fmt_s(self.min)}, "
+            f"median {format_seconds(self.median)} (IQR {format_seconds(self.iqr)}, "
+            f"min {format_seconds(self.min)}, "
             f"n={self.n}, CI {ci}, stop={self.stop_reason})"
         )
         if self.noisy:
@@ -172,8 +173,10 @@ class Measurement:
         return text
 
 
-def _fmt_s(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+def format_seconds(seconds: float) -> str:
+    """A duration with three significant figures in s, ms, µs or ns (the harness's one
+    time formatter: record messages, compare's table, the profile figure)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if abs(seconds) >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UsageError
+from harness.errors import UsageError, os_errors_as_usage
 from harness.measure.timing import MIN_SAMPLES
 from harness.report.data import FACET_KEYS, arch_families, load_runs, run_summaries, unique_dirs
 from harness.report.published import published_section
@@ -96,21 +96,17 @@ def _describe(key: dict[str, object], varying: list[str]) -> str:
 
 def prepare_out(out: Path) -> Path:
     """Create ``out`` (and figures/, tables/) or fail with a usage error."""
-    try:
+    with os_errors_as_usage(f"create report directory {str(out)!r}"):
         for sub in ("", "figures", "tables"):
             (out / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create report directory {str(out)!r}: {exc.strerror}") from None
     if not os.access(out, os.W_OK):
         raise UsageError(f"report directory {str(out)!r} is not writable")
     return out
 
 
 def _write(path: Path, text: str) -> None:
-    try:
+    with os_errors_as_usage(f"write {str(path)!r}"):
         path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
 
 
 def _rel(path: Path, out: Path) -> str:
@@ -166,12 +162,7 @@ def write_tables(df, speed, styles, baseline, out: Path, n_resamples: int) -> li
             _write(
                 stem.with_suffix(".tex"), to_latex(grid, comment + (f" ({extra})" if extra else ""))
             )
-            try:
-                csv.drop(columns=["samples"], errors="ignore").to_csv(
-                    stem.with_suffix(".csv"), index=False
-                )
-            except OSError as exc:
-                raise UsageError(f"cannot write {stem}.csv: {exc.strerror}") from None
+            _write_csv(csv.drop(columns=["samples"], errors="ignore"), stem.with_suffix(".csv"))
             links = " · ".join(
                 f"[{s}]({_rel(stem.with_suffix('.' + s), out)})" for s in ("md", "tex", "csv")
             )
@@ -279,10 +270,8 @@ def write_figures(
             for w in widths:
                 fig = make(w)
                 stem = out / "figures" / f"{kind}_{name}_{w}"
-                try:
+                with os_errors_as_usage(f"write {str(stem)!r}"):
                     figures.save(fig, stem, formats, dpi)
-                except OSError as exc:
-                    raise UsageError(f"cannot write {stem}: {exc.strerror}") from None
                 stems[w] = stem
             show = stems.get("double") or next(iter(stems.values()))
             files = " · ".join(
@@ -350,10 +339,8 @@ def write_task_section(
         for w in widths:
             fig = plot_task_curves(df, x, styles=styles, width=w, baseline=baseline)
             stems[w] = out / "figures" / f"task_{'time' if x == 'wall_s' else 'tokens'}_{w}"
-            try:
+            with os_errors_as_usage(f"write {str(stems[w])!r}"):
                 figures.save(fig, stems[w], formats, dpi)
-            except OSError as exc:
-                raise UsageError(f"cannot write {stems[w]}: {exc.strerror}") from None
         files = " · ".join(
             f"[{w} {fmt}]({_rel(s.with_suffix('.' + fmt), out)})"
             for w, s in stems.items()
@@ -539,7 +526,5 @@ def scaling_markdown(exps: pd.DataFrame) -> list[str]:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    try:
+    with os_errors_as_usage(f"write {str(path)!r}"):
         frame.to_csv(path, index=False)
-    except OSError as exc:
-        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
+from harness.store.records import STATUSES
 from harness.store.rundir import ResultStore, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
@@ -148,7 +149,7 @@ def run_summaries(dirs: Iterable[str | os.PathLike[str]], df: pd.DataFrame) -> p
                 "torch": env.get("torch", ""),
                 "commit": str(env.get("git_commit", ""))[:10],
                 "cells": len(sub),
-                **{s: int(counts.get(s, 0)) for s in ("ok", "oom", "timeout", "error", "skipped")},
+                **{s: int(counts.get(s, 0)) for s in STATUSES},
             }
         )
     return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.measure.timing import format_seconds
 from harness.profile.breakdown import CATEGORIES
 
 CATEGORY_COLORS = {  # Okabe–Ito, with greys for the two catch-all categories
@@ -21,10 +22,6 @@ CATEGORY_COLORS = {  # Okabe–Ito, with greys for the two catch-all categories
     "overhead": "#555555",
     "other": "#BBBBBB",
 }
-
-
-def _ms(ms: float) -> str:
-    return f"{ms / 1e3:.3g} s" if ms >= 1e3 else f"{ms:.3g} ms"
 
 
 def figure(long: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
@@ -63,8 +60,9 @@ def figure(long: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
                          palette=CATEGORY_COLORS, alpha=1.0, ax=ax, legend=j == 0)
             totals = sub.groupby("arch")["time_ms"].sum()
             names = [t.get_text() for t in ax.get_xticklabels()]
-            ax.set_xticks(ax.get_xticks(), [f"{a}\n{_ms(totals[a])}" if a in totals else a
-                                            for a in names])
+            ax.set_xticks(ax.get_xticks(),
+                          [f"{a}\n{format_seconds(totals[a] / 1e3)}" if a in totals else a
+                           for a in names])
             if len(archs) > 3:
                 ax.tick_params(axis="x", rotation=30)
             ax.set_xlabel("")

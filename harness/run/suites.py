@@ -20,7 +20,7 @@ from typing import Any
 
 import architectures
 import workloads
-from harness.errors import UsageError, choice
+from harness.errors import UsageError, choice, os_errors_as_usage
 from harness.run.settings import RunSettings
 from harness.store.records import Cell
 
@@ -142,10 +142,8 @@ def load_suite(name_or_path: str) -> Suite:
     if name_or_path.endswith(".toml") or path.exists():
         if not path.is_file():
             raise UsageError(f"suite file {name_or_path!r} does not exist")
-        try:
+        with os_errors_as_usage(f"read suite file {name_or_path!r}"):
             text = path.read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read suite file {name_or_path!r}: {exc}") from None
         source = str(path)
     else:
         if name_or_path not in suite_names():

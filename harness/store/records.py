@@ -17,6 +17,9 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema-1 records lack the schema-2 fields; their defaults apply
 # nonfinite: outputs or loss were NaN/inf before timing, or a task's training diverged
 STATUSES = ("ok", "oom", "timeout", "error", "skipped", "nonfinite")
+# a sweep's progress: a cell is done (nothing to retry) or failed (--retry-failed reruns it)
+DONE = ("ok", "skipped")
+FAILED = tuple(s for s in STATUSES if s not in DONE)
 
 
 @dataclass(frozen=True)

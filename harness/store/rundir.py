@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import UsageError, os_errors_as_usage
 from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
 
 RECORDS = "records.jsonl"
@@ -38,10 +38,8 @@ class ResultStore:
         return self.root / ENV
 
     def ensure(self) -> ResultStore:
-        try:
+        with os_errors_as_usage(f"create results directory {str(self.root)!r}"):
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create results directory {str(self.root)!r}: {exc}") from None
         if not os.access(self.root, os.W_OK):
             raise UsageError(f"results directory {str(self.root)!r} is not writable")
         return self

@@ -13,11 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.store.records import DONE, FAILED
 from harness.store.rundir import ResultStore
 from harness.store.state import read_claims, read_plan
-
-DONE = ("ok", "skipped")
-FAILED = ("error", "oom", "timeout")
 
 
 @dataclass
@@ -100,8 +98,8 @@ def format_status(st: SweepStatus) -> str:
     lines = [
         head,
         f"  done    {st.done:6d}  (ok {b.get('ok', 0)}, skipped {b.get('skipped', 0)})",
-        f"  failed  {st.failed:6d}  (error {b.get('error', 0)}, oom {b.get('oom', 0)}, "
-        f"timeout {b.get('timeout', 0)})",
+        f"  failed  {st.failed:6d}  ("
+        + ", ".join(f"{s} {b.get(s, 0)}" for s in FAILED) + ")",
         f"  running {st.running:6d}  ({workers})",
         f"  pending {st.pending:6d}  ({st.queued} queued in live workers)",
     ]

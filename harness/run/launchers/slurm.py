@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import UsageError, os_errors_as_usage
 from harness.run.launchers import cells_to_run
 from harness.run.runner import group_key
 from harness.run.settings import RunSettings
@@ -92,10 +92,10 @@ class SlurmConfig:
         if path is None:
             return cls()
         p = Path(path)
+        with os_errors_as_usage(f"read launcher config {str(p)!r}"):
+            text = p.read_text()
         try:
-            data = tomllib.loads(p.read_text())
-        except OSError as exc:
-            raise UsageError(f"cannot read launcher config {str(p)!r}: {exc}") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"launcher config {str(p)!r} is not valid TOML: {exc}") from None
         return cls.from_dict(data, where=str(p))
