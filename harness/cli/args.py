@@ -36,7 +36,9 @@ def csv_list(kind: type) -> Any:
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; values are read as TOML literals (ints, floats, booleans),
-    otherwise kept as strings."""
+    otherwise kept as strings. NaN and infinities are refused (see ``check_finite``)."""
+    from harness.run.suites import check_finite
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -46,5 +48,6 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        check_finite(key.strip(), value, "--set")
         out[key.strip()] = value
     return out

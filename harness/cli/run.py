@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given as flags; their ranges are checked by ``RunSettings``."""
     s: dict[str, Any] = {}
     for name in ("budget_s", "timeout_s", "mem_cap_gb"):
         v = getattr(args, name)

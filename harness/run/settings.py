@@ -6,6 +6,7 @@ a run and a bare ``Timer`` agree unless a suite's ``[settings]`` says otherwise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -29,19 +30,65 @@ class RunSettings:
     plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
 
     def __post_init__(self) -> None:
+        if isinstance(self.plugins, str) or not all(isinstance(p, str) for p in self.plugins):
+            raise UsageError(f"setting plugins must be a list of module names or .py paths, "
+                             f"got {self.plugins!r}")
         object.__setattr__(self, "plugins", tuple(self.plugins))
+        self.check()
+
+    def check(self) -> None:
+        """Every value finite, of its type and in its range, and the budget inside the
+        timeout: a NaN limit would switch the limit off, and a budget past the timeout
+        times out every cell. Names both the suite key and the command-line flag."""
+        for name, low, high, zero_ok in (("budget_s", 0, None, False),
+                                         ("timeout_s", 0, None, False),
+                                         ("mem_cap_gb", 0, None, True),
+                                         ("target_rel_ci", 0, 1, False),
+                                         ("noise_threshold", 0, None, False)):
+            v = getattr(self, name)
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v >= low if zero_ok else v > low) and (high is None or v < high))
+            if not ok:
+                rng = f">= {low}" if zero_ok else f"> {low}"
+                rng += f" and < {high}" if high is not None else ""
+                raise UsageError(f"setting {_named(name)} must be a finite number {rng}, "
+                                 f"got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"setting seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.count_flops, bool):
+            raise UsageError(f"setting count_flops must be true or false, "
+                             f"got {self.count_flops!r}")
+        if self.budget_s >= self.timeout_s:
+            raise UsageError(
+                f"the timing budget (budget_s, --budget-s) {self.budget_s:g} s must be below "
+                f"the cell timeout (timeout_s, --timeout-s) {self.timeout_s:g} s, which also "
+                "covers building and warming up: every cell would time out"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> RunSettings:
+        if not isinstance(d, dict):
+            raise UsageError(f"{where}: [settings] must be a table of key = value, got {d!r}")
         names = {f.name for f in fields(cls)}
         for key in d:
             if key not in names:
                 raise UsageError(
                     f"{where}: unknown setting {key!r}; valid choices: {', '.join(sorted(names))}"
                 )
-        return cls(**d)
+        try:
+            return cls(**d)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
 
     def timing(self) -> TimingConfig:
         """The Timer's configuration for one cell of this run."""
         return TimingConfig(budget_s=self.budget_s, target_rel_ci=self.target_rel_ci,
                             noise_threshold=self.noise_threshold)
+
+
+FLAGS = ("budget_s", "timeout_s", "mem_cap_gb")  # settings the run command takes as flags
+
+
+def _named(name: str) -> str:
+    """``budget_s (--budget-s)``: the suite key, and the flag where there is one."""
+    return f"{name} (--{name.replace('_', '-')})" if name in FLAGS else name

@@ -12,6 +12,7 @@ longer one on a GPU. Command-line options replace a field in every grid; ``--arc
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -45,22 +46,35 @@ class Suite:
         section = self.sections.get(kind) or self.sections.get("cpu")
         if not section:
             raise UsageError(f"suite {self.name!r} declares no [{kind}] section")
+        if not isinstance(section, dict):
+            raise UsageError(f"{self.source}: [{kind}] must be a table of cell fields and "
+                             f"[[{kind}.grid]] tables, got {section!r}")
         defaults = {k: v for k, v in section.items() if k != "grid"}
-        grids = _select_grids(section.get("grid") or [{}], defaults, only or {})
+        grid_list = section.get("grid") or [{}]
+        if not isinstance(grid_list, list) or not all(isinstance(g, dict) for g in grid_list):
+            raise UsageError(f"{self.source}: {kind}.grid must be a list of [[{kind}.grid]] "
+                             f"tables, got {grid_list!r}")
+        grids = _select_grids(grid_list, defaults, only or {})
         out: list[Cell] = []
         seen: set[str] = set()
         for grid in grids:
             spec = {**defaults, **grid, **(only or {})}
-            sets = {**spec.pop("set", {}), **(overrides or {})}
-            missing = [f for f in ("arch", "workload", "seq_len", "batch") if f not in spec]
-            if missing:
-                raise UsageError(f"{self.source}: a [{kind}] grid lacks {', '.join(missing)}")
+            own_sets = spec.pop("set", {})
+            if not isinstance(own_sets, dict):
+                raise UsageError(f"{self.source}: set must be a table of key = value "
+                                 f"(e.g. set = {{order = 256}}), got {own_sets!r}")
+            sets = {**own_sets, **(overrides or {})}
+            for key, value in sets.items():
+                check_finite(key, value, self.source if key not in (overrides or {}) else "--set")
             unknown = set(spec) - set(CELL_FIELDS)
             if unknown:
                 raise UsageError(
                     f"{self.source}: unknown grid field(s) {sorted(unknown)}; "
                     f"valid choices: {', '.join(CELL_FIELDS + ('set',))}"
                 )
+            missing = [f for f in ("arch", "workload", "seq_len", "batch") if f not in spec]
+            if missing:
+                raise UsageError(f"{self.source}: a [{kind}] grid lacks {', '.join(missing)}")
             lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
             keys = list(lists)
             for values in itertools.product(*(lists[k] for k in keys)):
@@ -86,6 +100,19 @@ class Suite:
                 f"choices: {', '.join(valid)}"
             )
         return out
+
+
+def check_finite(key: str, value: Any, where: str) -> None:
+    """A configuration value with a NaN or infinity in it can be neither measured honestly
+    nor stored (records are strict JSON): a usage error before anything runs."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{where}: {key} = {value!r} is not a finite number")
+    if isinstance(value, list):
+        for v in value:
+            check_finite(key, v, where)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(f"{key}.{k}", v, where)
 
 
 def _select_grids(grids: list[dict], defaults: dict, only: dict[str, list]) -> list[dict]:
@@ -140,6 +167,9 @@ def load_suite(name_or_path: str) -> Suite:
     """A suite by name (``bench``) or by path to a TOML file."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.exists():
+        if path.is_dir():
+            raise UsageError(f"suite {name_or_path!r} is a directory; give a suite name "
+                             f"({', '.join(suite_names())}) or a .toml file")
         if not path.is_file():
             raise UsageError(f"suite file {name_or_path!r} does not exist")
         with os_errors_as_usage(f"read suite file {name_or_path!r}"):
@@ -155,6 +185,9 @@ def load_suite(name_or_path: str) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source} is not valid TOML: {exc}") from None
     settings = RunSettings.from_dict(data.get("settings", {}), source)
+    for key in ("name", "description"):
+        if not isinstance(data.get(key, ""), str):
+            raise UsageError(f"{source}: {key} must be a string, got {data[key]!r}")
     sections = {k: data[k] for k in ("cpu", "cuda") if k in data}
     unknown = set(data) - {"name", "description", "settings", "cpu", "cuda"}
     if unknown:

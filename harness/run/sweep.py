@@ -17,7 +17,7 @@ import architectures
 from harness.errors import UsageError
 from harness.run.devices import resolve_device
 from harness.run.launchers import validate_launcher
-from harness.run.launchers.local import run_local, worker_slots
+from harness.run.launchers.local import cap_workers, run_local, worker_slots
 from harness.run.launchers.slurm import SlurmConfig, run_slurm
 from harness.run.plugins import load_plugins
 from harness.run.settings import RunSettings
@@ -74,6 +74,9 @@ def plan(
     cells = s.cells(device, only=only, overrides=overrides)
     if not cells:
         raise UsageError(f"suite {s.name!r} with these options has no cells to run")
+    if out is not None and not str(out).strip():
+        raise UsageError("--out is empty; give a run directory (or leave --out out for "
+                         "results/runs/<time>-<suite>)")
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = RUNS_DIR / f"{stamp}-{s.name}"
@@ -97,17 +100,22 @@ def execute(
     path or a ``SlurmConfig``) says. Returns the records of the plan's cells.
     """
     validate_launcher(launcher)
-    store = ResultStore(p.out).ensure()
-    write_plan(store.root, p.cells, {"suite": p.suite.name, "source": p.suite.source,
-                                     "device": p.device})
+    # everything is validated before anything is written (plan.json, env.json, records)
     if launcher == "slurm":
         cfg = (launcher_config if isinstance(launcher_config, SlurmConfig)
                else SlurmConfig.load(launcher_config))
+    elif launcher_config is not None:
+        raise UsageError("--launcher-config applies to --launcher slurm only")
+    else:
+        slots, threads = worker_slots(p.device, workers, devices)
+    store = ResultStore(p.out).ensure()
+    if launcher == "local":
+        slots, threads = cap_workers(slots, threads, p.cells, store, retry_failed)
+    write_plan(store.root, p.cells, {"suite": p.suite.name, "source": p.suite.source,
+                                     "device": p.device})
+    if launcher == "slurm":
         return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
                          retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)
-    if launcher_config is not None:
-        raise UsageError("--launcher-config applies to --launcher slurm only")
-    slots, threads = worker_slots(p.device, workers, devices)
     env = env_mod.capture(slots[0])
     env["suite"] = {"name": p.suite.name, "source": p.suite.source,
                     "settings": p.settings.__dict__, "cells": len(p.cells)}

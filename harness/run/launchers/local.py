@@ -8,6 +8,7 @@ cells it owns as running for ``harness status``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 from harness.errors import UsageError
@@ -40,8 +41,31 @@ def worker_slots(device: str, workers: int, devices: list[str] | None) -> tuple[
         return parse_devices(devices), 0
     if device.startswith("cuda"):
         return [device] * workers, 0
-    threads = max(1, usable_cores() // workers) if workers > 1 else 0
-    return ["cpu"] * workers, threads
+    cores = usable_cores()
+    if workers > cores:
+        warnings.warn(f"--workers {workers} capped to {cores}: this process may use {cores} "
+                      "core(s), and more workers would only share them", stacklevel=2)
+        workers = cores
+    return ["cpu"] * workers, _threads(workers)
+
+
+def _threads(workers: int) -> int:
+    """torch threads per cell process: the usable cores shared evenly (0: torch's default)."""
+    return max(1, usable_cores() // workers) if workers > 1 else 0
+
+
+def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: ResultStore,
+                retry_failed: bool) -> tuple[list[str], int]:
+    """No more slots than cells to run: a phantom worker would still divide the memory cap
+    and the cores. Says so when it caps."""
+    todo = len(cells_to_run(cells, store.latest_by_cell(), retry_failed))
+    if len(slots) <= max(1, todo):
+        return slots, threads
+    keep = max(1, todo)
+    warnings.warn(f"{len(slots)} workers capped to {keep}: only {todo} cell(s) to run",
+                  stacklevel=2)
+    cpu = all(s == "cpu" for s in slots)
+    return slots[:keep], _threads(keep) if cpu else threads
 
 
 def run_local(
