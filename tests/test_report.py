@@ -383,7 +383,7 @@ def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
     add(store, "lmu", 256, median=0.010, k=7)
     add(store, "fast", 256, median=0.0025, k=3)  # thin: 3 samples
     add(store, "lmu", 512, median=0.030, k=7)
-    add(store, "fast", 512, median=0.0075, k=7)
+    add(store, "fast", 512, median=0.0075, k=7, contended=True)
     df = load_runs(tmp_path)
     assert df.set_index(["arch", "seq_len"])["thin"].to_dict() == {
         ("lmu", 256): False, ("fast", 256): True, ("lmu", 512): False, ("fast", 512): False
@@ -394,11 +394,12 @@ def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
     assert s.loc[("fast", 256), "speedup"] == pytest.approx(4.0)
     grid = speedup_grid(long, ["lmu", "fast"])
     assert grid.loc["fast", 256] == "4.00 (too few samples)"
-    assert grid.loc["fast", 512].startswith("4.00 [")
+    assert grid.loc["fast", 512].startswith("4.00 [") and grid.loc["fast", 512].endswith("\u00a7")
     index = build_report([tmp_path], tmp_path / "rep", formats=("png",), widths=("single",),
                          n_resamples=50)
     time_md = (tmp_path / "rep" / "tables" / "time_forward_cpu.md").read_text()
     assert "2.50\u2021" in time_md  # the thin cell's median, flagged
+    assert "7.50\u00a7" in time_md  # the contended one
     assert "thin cell" in index.read_text()
 
 

@@ -273,8 +273,11 @@ def test_brief_warmup_keeps_the_batching_of_an_earlier_round():
     # the brief warm-up is whole samples' worth of calls, ending after rewarm_s
     assert later.warmup_iters >= 1
     assert fn.calls == (later.warmup_iters + later.n) * later.calls_per_sample
+    fn.calls = 0
+    none = Timer(fn, "cpu", cfg).measure(warmup="none", calls_per_sample=first.calls_per_sample)
+    assert none.warmup_iters == 0 and fn.calls == none.n * none.calls_per_sample
     with pytest.raises(ValueError, match="warmup"):
-        Timer(fn, "cpu", cfg).measure(warmup="none")
+        Timer(fn, "cpu", cfg).measure(warmup="bogus")
 
 
 def test_contention_is_measured_per_sample():

@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-s", type=float, help="timing budget per cell, seconds")
     p.add_argument("--timeout-s", type=float, help="wall-clock limit per cell, seconds")
     p.add_argument("--mem-cap-gb", type=float, help="CPU memory cap per cell, GiB")
+    p.add_argument("--rounds", type=int,
+                   help="interleaved rounds per cell (samples pooled; default 5, or the suite's)")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,6 +54,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             if v <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {v}")
             s[name] = v
+    if args.rounds is not None:
+        s["rounds"] = args.rounds
     if args.plugin:
         s["plugins"] = tuple(args.plugin)
     return s

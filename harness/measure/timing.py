@@ -108,6 +108,7 @@ class TimingConfig:
 
 
 STOP_REASONS = ("ci", "budget", "max_samples")
+WARMUPS = ("full", "brief", "none")
 
 
 @dataclass(frozen=True)
@@ -311,16 +312,19 @@ class Timer:
         """Warm up, then sample adaptively; see the module docstring for the rules.
 
         ``warmup="brief"`` (a later round of a cell whose process stayed warm) runs only
-        :meth:`_rewarm`; ``calls_per_sample`` keeps a previous round's batching, so samples
+        :meth:`_rewarm`; ``"none"`` skips it (a sample longer than ``rewarm_s`` refills the
+        caches within its first milliseconds); ``calls_per_sample`` keeps a previous round's batching, so samples
         of all rounds time the same number of calls. ``contention`` measures what else used
         the CPUs during each sample (``harness.measure.contention``).
         """
         from harness.measure.contention import ContentionMeter
 
-        if warmup not in ("full", "brief"):
-            raise ValueError(f"unknown warmup {warmup!r}; valid choices: full, brief")
+        if warmup not in WARMUPS:
+            raise ValueError(f"unknown warmup {warmup!r}; valid choices: {', '.join(WARMUPS)}")
         cfg = self.config
-        if warmup == "brief" and calls_per_sample:
+        if warmup == "none" and calls_per_sample:
+            warm_times, warmup_s = [], 0.0
+        elif warmup == "brief" and calls_per_sample:
             warm_times, warmup_s = self._rewarm(calls_per_sample)
         else:
             warm_times, warmup_s = self._warmup()

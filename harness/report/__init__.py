@@ -422,7 +422,9 @@ def build_report(
             "('too few samples': its coverage would be false). A dagger (†) in tables and "
             "a hollow marker in figures mark a cell whose samples were noisy (IQR/median above "
             "the runner's threshold): treat it with care. A double dagger (‡) in tables and a "
-            f"cross in figures mark a thin cell (fewer than {MIN_SAMPLES} timed samples). "
+            f"cross in figures mark a thin cell (fewer than {MIN_SAMPLES} timed samples). A "
+            "section sign (§) marks a contended cell: other processes (or the hypervisor) "
+            "used the CPUs it needed during more than a quarter of its samples. "
             "Failed cells show their status (OOM, "
             "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
             "sit in the grey 'failed' strip at the length where they failed.",

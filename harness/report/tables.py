@@ -21,6 +21,7 @@ STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": 
 NOT_RUN = "n/a"
 NOISY_MARK = "\u2020"  # dagger: IQR/median above the runner's noise threshold
 THIN_MARK = "\u2021"  # double dagger: fewer than MIN_SAMPLES samples (no interval)
+CONTENDED_MARK = "\u00a7"  # section sign: other processes used the CPUs while it sampled
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,12 @@ def speedup_table(
             b = base.loc[r.seq_len] if r.seq_len in base.index else None
             row["base_status"] = None if b is None else b["status"]
             row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, noisy=bool(r.noisy),
-                       thin=bool(r.thin), too_few=False)
+                       thin=bool(r.thin), too_few=False,
+                       contended=bool(getattr(r, "contended", False)))
             if b is not None and r.status == "ok" and b["status"] == "ok":
                 row["noisy"] = bool(r.noisy) or bool(b["noisy"])
                 row["thin"] = bool(r.thin) or bool(b["thin"])
+                row["contended"] = row["contended"] or bool(b.get("contended", False))
                 if r.arch == baseline:
                     row.update(speedup=1.0, ci_low=1.0, ci_high=1.0)
                 else:
@@ -152,7 +155,7 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in df.columns:
         raise ValueError(f"unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
     keys = [k for k in FACET_KEYS if k in df.columns]
-    extra = ["thin"] if "thin" in df.columns else []
+    extra = [c for c in ("thin", "contended") if c in df.columns]
     out = df[keys + ["arch", "seq_len", "status", "noisy", *extra, metric]].copy()
     out = out.rename(columns={metric: "value"})
     out["metric"] = metric
@@ -185,7 +188,8 @@ def speedup_grid(long: pd.DataFrame, arch_order: list[str], *, ci: bool = True) 
         elif ci and math.isfinite(r["ci_low"]) and r["ci_low"] != r["ci_high"]:
             s += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
         thin = r.get("thin", False) and not (ci and r.get("too_few", False))  # said already
-        return s + (NOISY_MARK if r["noisy"] else "") + (THIN_MARK if thin else "")
+        return (s + (NOISY_MARK if r["noisy"] else "") + (THIN_MARK if thin else "")
+                + (CONTENDED_MARK if r.get("contended", False) else ""))
 
     return _grid(long, text, arch_order)
 
@@ -206,6 +210,7 @@ def metric_grid(long: pd.DataFrame, metric: str, arch_order: list[str]) -> tuple
             fmt_number(float(r["value"]) / div)
             + (NOISY_MARK if r["noisy"] and timed else "")
             + (THIN_MARK if r.get("thin", False) and timed else "")
+            + (CONTENDED_MARK if r.get("contended", False) and timed else "")
         )
 
     return _grid(long, text, arch_order), unit
@@ -246,6 +251,7 @@ def latex_escape(s: str) -> str:
     return (
         out.replace(NOISY_MARK, r"\textsuperscript{\dag}")
         .replace(THIN_MARK, r"\textsuperscript{\ddag}")
+        .replace(CONTENDED_MARK, r"\textsuperscript{\S}")
         .replace("µ", r"\textmu{}")
         .replace("×", r"$\times$")
     )

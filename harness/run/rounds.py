@@ -24,7 +24,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -69,3 +69,65 @@ class Pool:
             self.contention = []
         self.round_order.append(position)
         self.rounds_done += 1
+
+
+def pooled_fields(
+    static: dict[str, Any],
+    pool: Pool,
+    *,
+    noise_threshold: float,
+    threads: int,
+    warmup_s: float | None,
+    stop_reason: str,
+    calls_per_sample: int,
+) -> dict[str, Any]:
+    """A finished cell's Record fields from its pooled samples and what its setup measured.
+
+    ``static`` holds ``params``, ``peak_mem_bytes``, ``peak_reserved_bytes``, ``flops``,
+    ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
+    or None) and optionally ``state_bytes``.
+    """
+    from harness.measure.contention import cell_contended, contended_samples
+    from harness.measure.timing import MIN_SAMPLES, Measurement
+
+    m = Measurement.from_samples(
+        pool.samples, noise_threshold=noise_threshold, warmup_s=warmup_s or 0.0,
+        calls_per_sample=calls_per_sample, stop_reason=stop_reason,
+    )
+    contended = cell_contended(pool.contention, threads)
+    flops = static.get("flops")
+    per_token = static.get("per_token")
+    message = f"{m.summary()}, {pool.rounds_done} rounds"
+    if pool.contention:
+        n_bad = sum(contended_samples(pool.contention, threads))
+        if n_bad:
+            message += f", {n_bad}/{m.n} samples contended"
+    out: dict[str, Any] = dict(
+        params=static.get("params"),
+        time_median_s=m.median,
+        time_iqr_s=m.iqr,
+        time_min_s=m.min,
+        samples=list(m.samples),
+        n_samples=m.n,
+        noisy=m.noisy,
+        rel_ci=m.rel_ci,
+        warmup_s=warmup_s,
+        stop_reason=stop_reason,
+        calls_per_sample=calls_per_sample,
+        peak_mem_bytes=static.get("peak_mem_bytes"),
+        peak_reserved_bytes=static.get("peak_reserved_bytes"),
+        tokens_per_s=static["tokens"] / m.median if m.median > 0 else None,
+        time_per_token_s=m.median / per_token if per_token else None,
+        flops=flops,
+        flops_per_s=flops / m.median if flops and m.median > 0 else None,
+        rounds=pool.rounds_done,
+        sample_rounds=list(pool.sample_rounds),
+        round_order=list(pool.round_order),
+        contention=list(pool.contention),
+        contended=contended,
+        thin=m.n < MIN_SAMPLES,
+        message=message + (" CONTENDED" if contended else ""),
+    )
+    if static.get("state_bytes") is not None:
+        out["state_bytes"] = int(static["state_bytes"])
+    return out

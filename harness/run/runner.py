@@ -24,11 +24,13 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 import psutil
 
+from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import ResultStore
@@ -46,12 +48,62 @@ def group_key(cell: Cell) -> tuple:
 
 
 @dataclass
-class Running:
+class CellProc:
+    """A cell's process: running a round (``busy``) or idle and warm between rounds."""
+
     cell: Cell
     process: mp.process.BaseProcess
     conn: Connection
     slot: str
-    started: float
+    started: float  # when its current round (or its setup) began
+    round: int = 0
+    busy: bool = True
+    rss: int = 0  # resident memory when it last reported
+
+
+@dataclass
+class CellRounds:
+    """What a cell's finished rounds left: pooled samples and its setup's measurements."""
+
+    cell: Cell
+    pool: Pool = field(default_factory=Pool)
+    static: dict[str, Any] | None = None
+    k: int | None = None
+    warmup_s: float | None = None
+    stop_reason: str = ""
+    threads: int | None = None
+    started_at: str = ""
+    wall_s: float = 0.0
+    slot: str = ""
+
+    def add(self, msg: dict[str, Any], position: int) -> None:
+        self.pool.add(msg["round"], msg["samples"], msg.get("contention", ()), position)
+        if msg.get("static") is not None:
+            self.static = msg["static"]
+            self.started_at = msg.get("started_at", "")
+        if self.warmup_s is None:
+            self.warmup_s = msg.get("warmup_s")
+        self.k, self.stop_reason = msg["k"], msg.get("stop_reason", "")
+        self.threads = msg.get("threads", self.threads)
+        self.wall_s += float(msg.get("wall_s") or 0.0)
+
+    def record(self, settings: RunSettings) -> Record:
+        fields_ = pooled_fields(
+            self.static or {}, self.pool, noise_threshold=settings.noise_threshold,
+            threads=self.threads or 1, warmup_s=self.warmup_s, stop_reason=self.stop_reason,
+            calls_per_sample=self.k or 1,
+        )
+        if self.slot and self.slot != self.cell.device:
+            fields_["message"] = f"[ran on {self.slot}] {fields_['message']}"
+        return Record.for_cell(self.cell, "ok", started_at=self.started_at, wall_s=self.wall_s,
+                               threads=self.threads, **fields_)
+
+    @classmethod
+    def resumed(cls, cell: Cell, entries: list[dict[str, Any]]) -> CellRounds:
+        st = cls(cell)
+        for e in entries:
+            st.add(e, int(e.get("position", 0)))
+        return st
 
 
 @dataclass
@@ -156,6 +208,14 @@ def run_cells(
     whose device is ``cuda`` runs on whichever GPU slot is free. ``threads`` sets torch's
     thread count in each cell process (0: torch's default). Returns the records of
     ``cells`` after the run (stored earlier or new), in the order of ``cells``.
+
+    Timed cells are measured in ``settings.rounds`` interleaved rounds
+    (``harness.run.rounds``): round 0 in length order, under the skip rule; then each
+    slot visits its cells in a fresh seeded order per round. A finished round is appended
+    to ``rounds.jsonl`` at once and the record (pooled samples) when the last round ends,
+    so a kill loses only unfinished rounds, and a resume continues each cell from its
+    next round. Cell processes stay warm between rounds while their memory fits
+    ``settings.warm_mem_gb``; beyond that a cell is prepared again for its next round.
     """
     store.ensure()
     slots = list(slots or ["cpu"])
@@ -169,34 +229,114 @@ def run_cells(
     homeless = [c.cell_id for c in todo if _slot_for(c, slots) is None]
     if homeless:
         raise ValueError(f"no worker slot among {slots} can run cell(s) {homeless[:3]}")
-    sched = Scheduler(list(todo))
+    rounds_total = settings.rounds
+    # cells a killed run left part-way: they continue from their next round
+    partial = store.read_rounds() if todo else {}
+    states: dict[str, CellRounds] = {}
+    passed0: dict[str, Record] = {}  # cells through round 0 (ok so far), for the skip rule
+    for c in todo:
+        if partial.get(c.cell_id):
+            states[c.cell_id] = CellRounds.resumed(c, partial[c.cell_id])
+            states[c.cell_id].slot = _slot_for(c, slots) or slots[0]
+            passed0[c.cell_id] = Record.for_cell(c, "ok")
+    sched = Scheduler([c for c in todo if c.cell_id not in states])
     mem_cap = default_mem_cap(settings, len(slots))
+    warm_cap = (int(settings.warm_mem_gb * 2**30) if settings.warm_mem_gb > 0
+                else int(0.5 * psutil.virtual_memory().available))
     free = list(slots)
-    running: list[Running] = []
+    procs: list[CellProc] = []
     ctx = _context() if todo else None
     settings_dict = asdict(settings)
     host = os.uname().nodename
+    # later rounds: per slot, the round it is in and the cells still to visit in it
+    slot_round = dict.fromkeys(slots, 0)
+    queues: dict[str, list[Cell]] = {s: [] for s in slots}
+    # each cell's position in the visiting order of (slot, round), kept in its record
+    positions: dict[tuple[str, int], dict[str, int]] = {}
 
     def finish(rec: Record) -> None:
         rec.run_id, rec.host = run_id, host
         store.append(rec)
         known[rec.cell_id] = rec
+        states.pop(rec.cell_id, None)
         if on_record:
             on_record(rec)
 
-    def launch(cell: Cell, slot: str) -> None:
+    def close(p: CellProc) -> None:
+        try:
+            p.conn.send({"cmd": "stop"})
+        except (OSError, ValueError):
+            pass
+        p.process.join(timeout=2)
+        if p.process.is_alive():
+            _kill_group(p.process)
+        procs.remove(p)
+
+    def launch(cell: Cell, slot: str, start: dict[str, Any]) -> None:
         d = {**cell.key_dict(), "device": slot}
-        parent, child = ctx.Pipe(duplex=False)
+        parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(
-            target=_process_entry, args=(d, settings_dict, threads, child), daemon=True
+            target=_process_entry, args=(d, settings_dict, threads, child, start), daemon=True
         )
         proc.start()
         child.close()
-        running.append(Running(cell, proc, parent, slot, time.monotonic()))
+        procs.append(CellProc(cell, proc, parent, slot, time.monotonic(), start["round"]))
+        if start["round"] == 0:
+            order = positions.setdefault((slot, 0), {})
+            order[cell.cell_id] = len(order)
+
+    def dispatch(cell: Cell, slot: str, r: int) -> None:
+        """Round ``r`` of a cell past round 0: its warm process, or a fresh one."""
+        st = states[cell.cell_id]
+        warm = next((p for p in procs if p.cell.cell_id == cell.cell_id), None)
+        if warm is not None:
+            try:
+                warm.conn.send({"cmd": "round", "round": r, "taken": len(st.pool.samples)})
+                warm.busy, warm.round, warm.started, warm.slot = True, r, time.monotonic(), slot
+                return
+            except (OSError, ValueError):
+                close(warm)
+        launch(cell, slot, {"round": r, "taken": len(st.pool.samples), "k": st.k})
+
+    def on_round(p: CellProc, msg: dict[str, Any]) -> None:
+        st = states.setdefault(p.cell.cell_id, CellRounds(p.cell, slot=p.slot))
+        r = msg["round"]
+        position = positions.get((p.slot, r), {}).get(p.cell.cell_id, 0)
+        st.add(msg, position)
+        store.append_round({"cell_id": p.cell.cell_id, "position": position, **msg})
+        p.busy = False
+        if r == 0:
+            passed0[p.cell.cell_id] = Record.for_cell(p.cell, "ok")
+        if st.pool.rounds_done >= rounds_total:
+            close(p)
+            finish(st.record(settings))
+            return
+        p.rss = _rss(p.process.pid)
+        idle = sum(q.rss for q in procs if not q.busy and q is not p)
+        if idle + p.rss > warm_cap:
+            close(p)  # prepared again for its next round
+
+    def next_later_round(slot: str) -> tuple[Cell, int] | None:
+        """The next (cell, round) of ``slot`` once round 0 is over everywhere."""
+        while True:
+            if queues[slot]:
+                return queues[slot].pop(0), slot_round[slot]
+            mine = [st for st in states.values() if st.slot == slot and
+                    st.pool.rounds_done < rounds_total]
+            if not mine:
+                return None
+            r = min(st.pool.rounds_done for st in mine)
+            slot_round[slot] = r
+            due = [st.cell for st in mine if st.pool.rounds_done == r]
+            queues[slot] = visiting_order(due, r, seed=settings.seed, slot=slot)
+            positions[(slot, r)] = {c.cell_id: i for i, c in enumerate(queues[slot])}
 
     try:
-        while sched.pending or running:
-            for cell in sched.eligible(known):
+        while sched.pending or any(p.busy for p in procs) or any(
+            st.pool.rounds_done < rounds_total for st in states.values()
+        ):
+            seen = {**passed0, **known}
+            for cell in sched.eligible(seen):
                 failed = sched.failure_before(cell, known)
                 if failed is not None:
                     sched.take(cell)
@@ -210,22 +350,39 @@ def run_cells(
                     continue
                 sched.take(cell)
                 free.remove(slot)
-                launch(cell, slot)
-            if not running:
+                launch(cell, slot, {"round": 0, "taken": 0, "k": None})
+            round0_over = not sched.pending and not any(p.busy and p.round == 0 for p in procs)
+            if round0_over:
+                for slot in list(free):
+                    nxt = next_later_round(slot)
+                    if nxt is not None:
+                        free.remove(slot)
+                        dispatch(nxt[0], slot, nxt[1])
+            busy = [p for p in procs if p.busy]
+            if not busy:
+                if sched.pending and not free:
+                    raise RuntimeError("scheduler stalled: no free slot and nothing running")
                 continue
-            ready = wait([r.conn for r in running] + [r.process.sentinel for r in running],
+            ready = wait([p.conn for p in busy] + [p.process.sentinel for p in busy],
                          timeout=POLL_S)
             now = time.monotonic()
-            for r in list(running):
-                rec = _collect(r, ready, now, settings, mem_cap)
-                if rec is None:
+            for p in busy:
+                out = _collect(p, ready, now, settings, mem_cap)
+                if out is None:
                     continue
-                running.remove(r)
-                free.append(r.slot)
+                free.append(p.slot)
+                if out.get("kind") == "round":
+                    on_round(p, out)
+                    continue
+                if p in procs:
+                    procs.remove(p)
+                rec = Record.from_dict(out["record"])
+                if p.round > 0:
+                    rec.message = f"round {p.round}: {rec.message}"
                 finish(rec)
     finally:
-        for r in running:  # interrupted: leave no orphan processes behind
-            _kill_group(r.process)
+        for p in list(procs):  # done or interrupted: leave no orphan processes behind
+            _kill_group(p.process)
     return [known[c.cell_id] for c in cells if c.cell_id in known]
 
 
@@ -236,46 +393,50 @@ def _slot_for(cell: Cell, free: list[str]) -> str | None:
     return None
 
 
-def _collect(r: Running, ready: list, now: float, settings: RunSettings,
-             mem_cap: int) -> Record | None:
-    """The record of a finished, dead, timed-out or over-memory cell; None if still fine."""
-    if r.conn in ready or r.conn.poll():
+def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
+             mem_cap: int) -> dict[str, Any] | None:
+    """A busy process's message (a round or a final record), or a record of its death,
+    timeout or memory overrun as ``{"kind": "record"}``; None while it is still fine."""
+    if p.conn in ready or p.conn.poll():
         try:
-            d = r.conn.recv()
+            msg = p.conn.recv()
         except (EOFError, OSError):
-            d = None
-        if d is not None:
-            r.process.join(timeout=10)
-            if r.process.is_alive():
-                _kill_group(r.process)
-            d["device"] = r.cell.device  # the cell's identity, not the slot it ran on
-            if r.slot != r.cell.device:
-                d["message"] = f"[ran on {r.slot}] {d.get('message', '')}"
-            return Record.from_dict(d)
-    if not r.process.is_alive():
-        r.process.join(timeout=1)
-        return Record.for_cell(r.cell, "error", _death_message(r.process),
-                               wall_s=now - r.started)
-    if now - r.started > settings.timeout_s:
-        _kill_group(r.process)
-        return Record.for_cell(
-            r.cell, "timeout", f"killed after the {settings.timeout_s:g} s cell timeout",
-            wall_s=now - r.started,
+            msg = None
+        if msg is not None:
+            if msg.get("kind") == "record":
+                p.process.join(timeout=10)
+                if p.process.is_alive():
+                    _kill_group(p.process)
+                d = msg["record"]
+                d["device"] = p.cell.device  # the cell's identity, not the slot it ran on
+                if p.slot != p.cell.device:
+                    d["message"] = f"[ran on {p.slot}] {d.get('message', '')}"
+            return msg
+    failure: Record | None = None
+    if not p.process.is_alive():
+        p.process.join(timeout=1)
+        failure = Record.for_cell(p.cell, "error", _death_message(p.process),
+                                  wall_s=now - p.started)
+    elif now - p.started > settings.timeout_s:
+        _kill_group(p.process)
+        failure = Record.for_cell(
+            p.cell, "timeout", f"killed after the {settings.timeout_s:g} s cell timeout",
+            wall_s=now - p.started,
         )
-    if not r.slot.startswith("cuda"):
-        rss = _rss(r.process.pid)
+    elif not p.slot.startswith("cuda"):
+        rss = _rss(p.process.pid)
         if rss > mem_cap:
-            _kill_group(r.process)
-            return Record.for_cell(
-                r.cell, "oom",
+            _kill_group(p.process)
+            failure = Record.for_cell(
+                p.cell, "oom",
                 f"killed: resident memory {rss / 2**30:.2f} GiB passed the CPU cap "
                 f"{mem_cap / 2**30:.2f} GiB",
-                peak_mem_bytes=rss, wall_s=now - r.started,
+                peak_mem_bytes=rss, wall_s=now - p.started,
             )
-    return None
+    return None if failure is None else {"kind": "record", "record": asdict(failure)}
 
 
-def _process_entry(cell_dict, settings_dict, threads, conn):  # pragma: no cover - child
+def _process_entry(cell_dict, settings_dict, threads, conn, start):  # pragma: no cover - child
     from harness.run.worker import process_main
 
-    process_main(cell_dict, settings_dict, threads, conn)
+    process_main(cell_dict, settings_dict, threads, conn, start)

@@ -28,6 +28,8 @@ class RunSettings:
     noise_threshold: float = _TIMING.noise_threshold  # IQR/median above this: noisy
     count_flops: bool = True
     plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
+    rounds: int = 5  # interleaved rounds each timed cell's samples are taken in
+    warm_mem_gb: float = 0.0  # RSS idle warm cell processes may hold (0: half of free RAM)
 
     def __post_init__(self) -> None:
         if isinstance(self.plugins, str) or not all(isinstance(p, str) for p in self.plugins):
@@ -55,6 +57,13 @@ class RunSettings:
                                  f"got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"setting seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise UsageError(f"setting rounds (--rounds) must be an integer >= 1, "
+                             f"got {self.rounds!r}")
+        wm = self.warm_mem_gb
+        if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not math.isfinite(wm) \
+                or wm < 0:
+            raise UsageError(f"setting warm_mem_gb must be a finite number >= 0, got {wm!r}")
         if not isinstance(self.count_flops, bool):
             raise UsageError(f"setting count_flops must be true or false, "
                              f"got {self.count_flops!r}")

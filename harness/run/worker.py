@@ -1,8 +1,10 @@
-"""What runs inside a cell's own process: build, prepare, measure, return a Record.
+"""What runs inside a cell's own process: build, prepare, measure rounds, report back.
 
 Each cell gets a fresh process (forked from a server that has torch imported, so it
 starts in tens of milliseconds): one cell's crash, leak or allocator state never touches
-another's, and CPU memory is measured against a clean baseline.
+another's, and CPU memory is measured against a clean baseline. The process stays warm
+between its interleaved rounds (the runner decides, within a memory budget), so a later
+round costs a brief re-warm, not a rebuild.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +24,9 @@ import workloads
 from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
-from harness.measure.timing import Timer
+from harness.measure.timing import MIN_SAMPLES, Timer, TimingConfig
 from harness.run.plugins import load_plugins
+from harness.run.rounds import Pool, pooled_fields, samples_needed
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 
@@ -35,16 +39,23 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
 
-def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
-    """Measure ``cell`` in this process and return the Record fields (status ok)."""
+@dataclass
+class Prepared:
+    """A timed cell ready to sample: its step and what its setup measured."""
+
+    run: Callable[[], object]
+    device: torch.device
+    static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
+
+
+def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
+    """Build, move, compile and prepare ``cell`` (a timed workload), run its first call."""
     device = torch.device(cell.device)
     dtype = getattr(torch, cell.dtype)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(settings.seed)
     workload = workloads.get(cell.workload)
-    if getattr(workload, "kind", "timed") == "task":
-        return measure_task(cell, settings, workload)
     with MemoryTracker(device) as mem:
         model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
         params = model.num_params()
@@ -63,31 +74,82 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
             prep.run()  # not counted (or counting failed part-way): the plain first call
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    config = settings.timing()
-    m = Timer(prep.run, device, config).measure()
-    out: dict[str, Any] = dict(
+    static: dict[str, Any] = dict(
         params=params,
-        time_median_s=m.median,
-        time_iqr_s=m.iqr,
-        time_min_s=m.min,
-        samples=list(m.samples),
-        n_samples=m.n,
-        noisy=m.noisy,
-        rel_ci=m.rel_ci,
-        warmup_s=m.warmup_s,
-        stop_reason=m.stop_reason,
-        calls_per_sample=m.calls_per_sample,
         peak_mem_bytes=mem.peak_bytes,
         peak_reserved_bytes=mem.reserved_bytes,
-        tokens_per_s=prep.tokens / m.median if m.median > 0 else None,
-        time_per_token_s=m.median / cell.seq_len if cell.workload == "stream" else None,
         flops=flops,
-        flops_per_s=flops / m.median if flops and m.median > 0 else None,
-        message=m.summary(),
+        tokens=prep.tokens,
+        per_token=cell.seq_len if cell.workload == "stream" else None,
     )
     if "state_bytes" in prep.extras:
-        out["state_bytes"] = int(prep.extras["state_bytes"])
-    return out
+        static["state_bytes"] = int(prep.extras["state_bytes"])
+    return Prepared(prep.run, device, static)
+
+
+def measure_round(
+    p: Prepared,
+    settings: RunSettings,
+    *,
+    round_index: int,
+    taken: int,
+    calls_per_sample: int | None,
+    warmup: str,
+) -> dict[str, Any]:
+    """One round of a cell's samples: ``budget_s / rounds`` of sampling, and at least the
+    samples still due for the cell to end with ``MIN_SAMPLES`` (see ``harness.run.rounds``)."""
+    config = replace(
+        settings.timing(),
+        budget_s=settings.budget_s / settings.rounds,
+        required_samples=samples_needed(taken, round_index, settings.rounds, MIN_SAMPLES),
+    )
+    m = Timer(p.run, p.device, config).measure(warmup=warmup, calls_per_sample=calls_per_sample)
+    return dict(
+        round=round_index,
+        samples=list(m.samples),
+        contention=list(m.contention),
+        k=m.calls_per_sample,
+        warmup_s=m.warmup_s,
+        stop_reason=m.stop_reason,
+    )
+
+
+def rewarm(last: dict[str, Any], settings: RunSettings) -> str:
+    """A warm process's warm-up before a later round: ``"brief"`` (calls for
+    ``TimingConfig.rewarm_s``) when its samples are shorter than that, else ``"none"``: a
+    longer sample refills the caches the other cells used within its first milliseconds,
+    and a whole extra call per round would double the cost of a slow cell."""
+    samples = last.get("samples") or []
+    if not samples:
+        return "brief"
+    per_sample = statistics.median(samples) * last.get("k", 1)
+    return "brief" if per_sample < TimingConfig().rewarm_s else "none"
+
+
+def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
+    """Measure ``cell`` in this process, its rounds back to back; the Record fields (ok).
+
+    The runner interleaves the rounds of many cells instead (``harness.run.runner``)."""
+    workload = workloads.get(cell.workload)
+    if getattr(workload, "kind", "timed") == "task":
+        device = torch.device(cell.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.manual_seed(settings.seed)
+        return measure_task(cell, settings, workload)
+    p = prepare_cell(cell, settings)
+    pool = Pool()
+    first: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    for r in range(settings.rounds):
+        info = measure_round(p, settings, round_index=r, taken=len(pool.samples),
+                             calls_per_sample=info.get("k"),
+                             warmup="full" if r == 0 else rewarm(info, settings))
+        first = first or info
+        pool.add(r, info["samples"], info["contention"])
+    return pooled_fields(p.static, pool, noise_threshold=settings.noise_threshold,
+                         threads=torch.get_num_threads(), warmup_s=first["warmup_s"],
+                         stop_reason=info["stop_reason"], calls_per_sample=info["k"])
 
 
 def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, Any]:
@@ -148,20 +210,68 @@ def run_cell(cell: Cell, settings: RunSettings) -> Record:
 
 
 def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threads: int,
-                 conn: Any) -> None:
+                 conn: Any, start: dict[str, Any] | None = None) -> None:
     """Entry point of a cell process: own session (so the runner can kill its whole group),
-    thread count, then one record sent back over ``conn``."""
+    thread count, then messages over the duplex ``conn``.
+
+    A task workload (or any failure) sends one ``{"kind": "record"}`` with the final
+    record. A timed cell is prepared once and then measures rounds: it starts with round
+    ``start["round"]`` (0, or a later one when resuming or re-preparing, keeping the
+    earlier rounds' ``k`` calls per sample), sends ``{"kind": "round", ...}`` after each and
+    waits, warm, for ``{"cmd": "round", "round": r, "taken": n}`` or ``{"cmd": "stop"}``.
+    """
     os.setsid()
     if threads > 0:
         torch.set_num_threads(threads)
     settings = RunSettings(**settings_dict)
     overrides = cell_dict.pop("overrides")
     cell = Cell.make(overrides=overrides, **cell_dict)
+    start = start or {"round": 0, "taken": 0, "k": None}
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+
+    def fail(exc: BaseException, where: str = "") -> None:
+        status = "oom" if is_oom(exc) else "error"
+        rec = Record.for_cell(cell, status, where + describe(exc), started_at=started,
+                              wall_s=time.perf_counter() - t0, threads=torch.get_num_threads())
+        conn.send({"kind": "record", "record": asdict(rec)})
+
     try:
         load_plugins(settings.plugins)
     except Exception as exc:  # noqa: BLE001
-        conn.send(asdict(Record.for_cell(cell, "error", describe(exc))))
+        conn.send({"kind": "record", "record": asdict(Record.for_cell(cell, "error",
+                                                                      describe(exc)))})
         return
-    rec = run_cell(cell, settings)
-    conn.send(asdict(rec))
-    conn.close()
+    if getattr(workloads.get(cell.workload), "kind", "timed") == "task":
+        conn.send({"kind": "record", "record": asdict(run_cell(cell, settings))})
+        conn.close()
+        return
+    try:
+        p = prepare_cell(cell, settings)
+    except Exception as exc:  # noqa: BLE001 - every failure is a result to record
+        fail(exc)
+        return
+    r, taken, k = start["round"], start["taken"], start.get("k")
+    first = True
+    info: dict[str, Any] = {}
+    while True:
+        r0 = time.perf_counter()
+        try:
+            info = measure_round(p, settings, round_index=r, taken=taken, calls_per_sample=k,
+                                 warmup="full" if first else rewarm(info, settings))
+        except Exception as exc:  # noqa: BLE001
+            fail(exc, f"round {r}: " if r else "")
+            return
+        msg = {"kind": "round", **info, "threads": torch.get_num_threads(),
+               "wall_s": time.perf_counter() - (t0 if first else r0)}
+        if first:
+            msg.update(static=p.static, started_at=started)
+        conn.send(msg)
+        first, k = False, info["k"]
+        try:
+            cmd = conn.recv()
+        except (EOFError, OSError):  # the runner is gone
+            return
+        if cmd.get("cmd") != "round":
+            return
+        r, taken = cmd["round"], cmd["taken"]

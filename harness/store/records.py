@@ -103,6 +103,7 @@ class Record:
     precision: str = ""  # float32 matmul/conv policy the cell ran under: "strict" or "tf32"
     rounds: int = 0  # interleaved rounds the samples were taken in
     sample_rounds: list[int] = field(default_factory=list)  # round of each sample
+    round_order: list[int] = field(default_factory=list)  # the cell's position in each round
     contention: list[float] = field(default_factory=list)  # others' CPU use (cores) per sample
     contended: bool = False  # enough samples were contended to distrust the cell
     thin: bool = False  # fewer samples than an honest interval needs

@@ -20,6 +20,7 @@ from harness.errors import UsageError, os_errors_as_usage
 from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
 
 RECORDS = "records.jsonl"
+ROUNDS = "rounds.jsonl"  # finished rounds of cells whose record is not final yet
 ENV = "env.json"
 
 
@@ -46,8 +47,53 @@ class ResultStore:
 
     def append(self, record: Record) -> None:
         """Append one record atomically (one write under flock) and fsync it."""
-        line = (record.to_json() + "\n").encode()
-        fd = os.open(self.records_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self._append_line(self.records_path, record.to_json())
+
+    @property
+    def rounds_path(self) -> Path:
+        return self.root / ROUNDS
+
+    def append_round(self, entry: dict[str, Any]) -> None:
+        """Append one finished round of a cell (``cell_id``, ``round``, ``samples`` …), so
+        a killed run resumes a cell from its next round instead of losing its samples."""
+        self._append_line(self.rounds_path, json.dumps(entry, sort_keys=True, allow_nan=False))
+
+    def read_rounds(self) -> dict[str, list[dict[str, Any]]]:
+        """Each cell's finished rounds of its latest attempt (from its last round 0 on), in
+        order 0, 1, … (the longest gap-free prefix; a round written twice counts once)."""
+        by_cell: dict[str, dict[int, dict[str, Any]]] = {}
+        for d in self._round_lines():
+            if isinstance(d.get("cell_id"), str) and isinstance(d.get("round"), int):
+                if d["round"] == 0:
+                    by_cell[d["cell_id"]] = {}
+                by_cell.setdefault(d["cell_id"], {}).setdefault(d["round"], d)
+        out = {}
+        for cid, rounds in by_cell.items():
+            seq = []
+            while len(seq) in rounds:
+                seq.append(rounds[len(seq)])
+            out[cid] = seq
+        return out
+
+    def _round_lines(self) -> list[dict[str, Any]]:
+        """The dicts of ``rounds.jsonl``; a line a killed writer left broken is skipped."""
+        try:
+            raw = self.rounds_path.read_bytes() if self.rounds_path.exists() else b""
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.rounds_path}: {exc.strerror}") from None
+        out = []
+        for line in raw.split(b"\n"):
+            try:
+                d = json.loads(line) if line.strip() else None
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(d, dict):
+                out.append(d)
+        return out
+
+    def _append_line(self, path: Path, text: str) -> None:
+        line = (text + "\n").encode()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._terminate_partial_line(fd)
