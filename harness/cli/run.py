@@ -8,7 +8,7 @@ from typing import Any
 from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError
 from harness.run.devices import parse_devices
-from harness.store.records import Record
+from harness.store.records import Cell, Record
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,13 +94,21 @@ def main(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("running", total=len(p.cells))
 
+        advanced: dict[str, float] = {}  # a cell's share of the bar its rounds filled
+
+        def on_round(cell: Cell, r: int, rounds: int) -> None:
+            if r + 1 < rounds:  # the last round's share comes with the record
+                advanced[cell.cell_id] = advanced.get(cell.cell_id, 0.0) + 1 / rounds
+                progress.advance(task, 1 / rounds)
+
         def on_record(rec: Record) -> None:
             progress.console.print(_line(rec), highlight=False, markup=False)
-            progress.advance(task)
+            progress.advance(task, 1 - advanced.pop(rec.cell_id, 0.0))
 
         records = sweep.execute(p, workers=args.workers, devices=devices,
                                 retry_failed=args.retry_failed, on_record=on_record,
-                                launcher=args.launcher, launcher_config=args.launcher_config)
+                                launcher=args.launcher, launcher_config=args.launcher_config,
+                                on_round=on_round)
         progress.update(task, completed=len(records))
     if records:
         print_summary(p.out, baseline=args.baseline)

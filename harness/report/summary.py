@@ -14,8 +14,11 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.report.data import load_run
+from harness.measure.timing import MIN_SAMPLES
 from harness.report.tables import (
+    CONTENDED_MARK,
     NOISY_MARK,
+    THIN_MARK,
     _facets,
     metric_grid,
     metric_table,
@@ -116,6 +119,9 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> Non
             table.add_row(escape(str(arch)), *(escape(str(v)) for v in row))
         console.print(table)
     if timed:
-        console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with care")
+        console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with "
+                      f"care. {THIN_MARK} thin: fewer than {MIN_SAMPLES} samples, no interval. "
+                      f"{CONTENDED_MARK} contended: other processes used the CPUs during more "
+                      "than a quarter of its samples", highlight=False)
     if tasks:
         console.print(TASK_NOTE, markup=False)

@@ -200,6 +200,7 @@ def run_cells(
     retry_failed: bool = False,
     on_record: Callable[[Record], None] | None = None,
     run_id: str = "",
+    on_round: Callable[[Cell, int, int], None] | None = None,
 ) -> list[Record]:
     """Run ``cells`` (skipping those already stored), append each record to ``store``.
 
@@ -208,6 +209,7 @@ def run_cells(
     whose device is ``cuda`` runs on whichever GPU slot is free. ``threads`` sets torch's
     thread count in each cell process (0: torch's default). Returns the records of
     ``cells`` after the run (stored earlier or new), in the order of ``cells``.
+    ``on_round(cell, round, rounds)`` is called as each round of a timed cell ends.
 
     Timed cells are measured in ``settings.rounds`` interleaved rounds
     (``harness.run.rounds``): round 0 in length order, under the skip rule; then each
@@ -298,12 +300,14 @@ def run_cells(
                 close(warm)
         launch(cell, slot, {"round": r, "taken": len(st.pool.samples), "k": st.k})
 
-    def on_round(p: CellProc, msg: dict[str, Any]) -> None:
+    def round_done(p: CellProc, msg: dict[str, Any]) -> None:
         st = states.setdefault(p.cell.cell_id, CellRounds(p.cell, slot=p.slot))
         r = msg["round"]
         position = positions.get((p.slot, r), {}).get(p.cell.cell_id, 0)
         st.add(msg, position)
         store.append_round({"cell_id": p.cell.cell_id, "position": position, **msg})
+        if on_round:
+            on_round(p.cell, r, rounds_total)
         p.busy = False
         if r == 0:
             passed0[p.cell.cell_id] = Record.for_cell(p.cell, "ok")
@@ -372,7 +376,7 @@ def run_cells(
                     continue
                 free.append(p.slot)
                 if out.get("kind") == "round":
-                    on_round(p, out)
+                    round_done(p, out)
                     continue
                 if p in procs:
                     procs.remove(p)

@@ -92,12 +92,14 @@ def execute(
     on_record: Callable[[Record], None] | None = None,
     launcher: str = "local",
     launcher_config: str | os.PathLike[str] | SlurmConfig | None = None,
+    on_round: Callable[[Cell, int, int], None] | None = None,
 ) -> list[Record]:
     """Run a plan into its output directory (resuming it if it has records).
 
     ``launcher="local"`` runs on this machine (``workers`` CPU slots or one per entry of
     ``devices``); ``"slurm"`` submits jobs through submitit as ``launcher_config`` (a TOML
     path or a ``SlurmConfig``) says. Returns the records of the plan's cells.
+    ``on_round(cell, round, rounds)`` reports each finished round (local launcher).
     """
     validate_launcher(launcher)
     # everything is validated before anything is written (plan.json, env.json, records)
@@ -124,7 +126,7 @@ def execute(
     note_env(store, env)
     return run_local(
         p.cells, p.settings, store, slots=slots, threads=threads,
-        retry_failed=retry_failed, on_record=on_record, run_id=p.out.name,
+        retry_failed=retry_failed, on_record=on_record, run_id=p.out.name, on_round=on_round,
     )
 
 

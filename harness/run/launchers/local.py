@@ -79,10 +79,12 @@ def run_local(
     on_record: Callable[[Record], None] | None = None,
     run_id: str = "",
     job_id: str = "",
+    on_round: Callable[[Cell, int, int], None] | None = None,
 ) -> list[Record]:
     """Run the cells that need it on ``slots``; returns the records of ``cells``."""
     store.ensure()
     todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
     with claim(store, [c.cell_id for c in todo], slots=len(slots), job_id=job_id):
         return run_cells(cells, settings, store, slots=slots, threads=threads,
-                         retry_failed=retry_failed, on_record=on_record, run_id=run_id)
+                         retry_failed=retry_failed, on_record=on_record, run_id=run_id,
+                         on_round=on_round)
