@@ -10,7 +10,7 @@ from harness.cli import main as cli_main
 from harness.report.compare import can_reach_significance, compare_runs, min_pvalue
 from harness.report.data import load_run
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 LENS = (256, 1024, 4096)
 ARCHS = ("lmu", "lstm", "transformer")
@@ -31,7 +31,7 @@ def make_run(
     ``slow`` multiplies the times of the given (arch, n) cells; ``status`` replaces their
     status; ``drop`` leaves cells out; ``extra`` adds cells.
     """
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env({"device_name": "cpu: test", "hostname": "h"})
     rng = np.random.default_rng(seed)
     for arch, n in [(a, n) for a in ARCHS for n in LENS if (a, n) not in drop] + list(extra):
@@ -70,7 +70,7 @@ def test_injected_slowdown_is_flagged(tmp_path, capsys):
     reg = res.loc[("lstm", 1024)]
     assert reg["verdict"] == "regression"
     # reference values computed here from the stored records
-    ra, rb = (ResultStore(d).latest_by_cell() for d in (a, b))
+    ra, rb = (RunDir(d).latest_by_cell() for d in (a, b))
     cid = reg["cell_id"]
     assert reg["ratio"] == pytest.approx(rb[cid].time_median_s / ra[cid].time_median_s)
     assert reg["ratio"] == pytest.approx(1.3, rel=0.05)
@@ -87,7 +87,7 @@ def test_injected_slowdown_is_flagged(tmp_path, capsys):
 
 def one_cell_run(root, samples: list[float], status: str = "ok"):
     """A run with a single lstm cell holding exactly ``samples``."""
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env({"device_name": "cpu: test", "hostname": "h"})
     cell = Cell.make(arch="lstm", workload="forward", seq_len=256, batch=2)
     store.append(Record.for_cell(cell, status, samples=list(samples), n_samples=len(samples),

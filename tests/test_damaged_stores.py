@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 from harness.store.status import sweep_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,13 +23,12 @@ FAST = ("--formats", "png", "--dpi", "40", "--resamples", "50")  # reports in se
 
 def synthetic_run(root: Path) -> Path:
     """A run of 4 ok cells with a plan and an env, as ``run`` leaves it (no measuring)."""
-    from harness.store.state import write_plan
 
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env({"device_name": "cpu: test", "hostname": "h", "torch": "2"})
     cells = [Cell.make(arch=a, workload="forward", seq_len=n, batch=1, preset="tiny")
              for a in ARCHS for n in LENS]
-    write_plan(root, cells, {"suite": "t", "device": "cpu"})
+    RunDir(root).write_plan(cells, {"suite": "t", "device": "cpu"})
     for i, c in enumerate(cells):
         s = [1e-3 * (i + 1) * (1 + 0.01 * k) for k in range(6)]
         store.append(Record.for_cell(c, "ok", samples=s, n_samples=6, time_median_s=s[3],
@@ -107,7 +106,7 @@ def test_readers_warn_and_skip(tmp_path, capsys, how):
     code, out, err = cli(capsys, "profile", "--from", str(bad))
     assert code == 2 and "--cell" in err.strip().splitlines()[-1]
     with pytest.warns(UserWarning) if lost else _nothing():
-        kept = ResultStore(bad).records()
+        kept = RunDir(bad).records()
     assert len(kept) == 4 - lost and len({r.cell_id for r in kept}) == len(kept)
 
 
@@ -142,7 +141,7 @@ def test_resume_of_a_damaged_store(tmp_path, capsys, how):
         f'plugins = ["{PLUGIN}"]\n[cpu]\npreset = "tiny"\nbatch = 1\nworkload = "forward"\n'
         '[[cpu.grid]]\narch = ["test-ok"]\nseq_len = [4, 8, 12]\n')
     out = tmp_path / "run"
-    store = ResultStore(out).ensure()
+    store = RunDir(out).ensure()
     store.write_env({"hostname": "h"})
     (out / "plan.json").write_text(json.dumps({"cells": []}))
     for c in plan(str(suite), out=out).cells:  # as a first run leaves them, without measuring
@@ -153,7 +152,7 @@ def test_resume_of_a_damaged_store(tmp_path, capsys, how):
     assert code == 0 and "Traceback" not in err, err
     assert "warning:" in err
     with pytest.warns(UserWarning) if how == "missing-field" else _nothing():
-        recs = ResultStore(out).records()
+        recs = RunDir(out).records()
     assert len(recs) == 3 == len({r.cell_id for r in recs})
     after = (out / "records.jsonl").read_text().splitlines()
     if how == "missing-field":  # the damaged cell measured again, the others untouched

@@ -133,13 +133,13 @@ def test_phantom_workers_are_capped_and_do_not_divide_the_memory_cap(tmp_path):
     from harness.run.runner import default_mem_cap
     from harness.run.settings import RunSettings
     from harness.store.records import Cell
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
 
     cores = usable_cores()
     with pytest.warns(UserWarning, match=f"capped to {cores}"):
         slots, threads = worker_slots("cpu", 99, None)
     assert slots == ["cpu"] * cores
-    store = ResultStore(tmp_path / "run").ensure()
+    store = RunDir(tmp_path / "run").ensure()
     cells = [Cell.make(arch="lmu-fft", workload="forward", seq_len=16, batch=1)]
     if cores > 1:
         with pytest.warns(UserWarning, match="only 1 cell"):
@@ -158,7 +158,7 @@ def test_workers_beyond_cells_measure_the_cell_under_the_whole_cap(tmp_path, cap
                     "0.02", "--workers", "99", "--out", str(tmp_path / "run"))
     assert code == 0, err
     assert "capped" in err
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
 
-    (rec,) = ResultStore(tmp_path / "run").records()
+    (rec,) = RunDir(tmp_path / "run").records()
     assert rec.status == "ok", rec.message

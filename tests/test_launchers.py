@@ -21,8 +21,7 @@ from harness.errors import UsageError
 from harness.run.launchers.slurm import SlurmConfig, make_jobs
 from harness.run.sweep import execute, plan
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
-from harness.store.state import Claim, claim, write_plan
+from harness.store.rundir import Claim, RunDir
 from harness.store.status import sweep_status
 
 pytest.importorskip("submitit")
@@ -214,8 +213,8 @@ def test_slurm_config_rejects_bad_values(tmp_path):
 
 def test_status_counts_by_hand(tmp_path):
     cells = [Cell.make(arch="a", workload="forward", seq_len=n, batch=1) for n in range(1, 9)]
-    store = ResultStore(tmp_path).ensure()
-    write_plan(tmp_path, cells, {"suite": "t", "device": "cpu"})
+    store = RunDir(tmp_path).ensure()
+    RunDir(tmp_path).write_plan(cells, {"suite": "t", "device": "cpu"})
     for c, s in zip(cells[:5], ["ok", "ok", "skipped", "error", "oom"], strict=True):
         store.append(Record.for_cell(c, s))
     # cells 6-8 have no record; a stale claim of a dead process is ignored
@@ -229,7 +228,7 @@ def test_status_counts_by_hand(tmp_path):
     assert (st.total, st.done, st.failed, st.running, st.pending) == (8, 3, 2, 0, 3)
     assert st.stale_workers == 1 and st.by_status == {"ok": 2, "skipped": 1, "error": 1, "oom": 1}
     # a live worker with 2 slots re-running the error cell and owning cells 6-8
-    with claim(store, [cells[3].cell_id] + [c.cell_id for c in cells[5:]], slots=2):
+    with store.claim([cells[3].cell_id] + [c.cell_id for c in cells[5:]], slots=2):
         st = sweep_status(tmp_path)
         assert (st.done, st.failed, st.running, st.pending, st.queued) == (3, 1, 2, 2, 2)
         store.append(Record.for_cell(cells[3], "ok"))  # the re-run cell finished
@@ -246,8 +245,8 @@ def test_status_cli(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
     cells = [Cell.make(arch="a", workload="forward", seq_len=n, batch=1) for n in (1, 2, 3)]
-    write_plan(tmp_path, cells, {"suite": "t", "device": "cpu"})
-    ResultStore(tmp_path).append(Record.for_cell(cells[0], "timeout"))
+    RunDir(tmp_path).write_plan(cells, {"suite": "t", "device": "cpu"})
+    RunDir(tmp_path).append(Record.for_cell(cells[0], "timeout"))
     res = subprocess.run([sys.executable, "-m", "harness", "status", "--json", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT, env=env)
     assert res.returncode == 0, res.stderr
@@ -271,8 +270,8 @@ def test_status_counts_every_failure_status_as_failed(tmp_path):
 
     assert set(DONE) | set(FAILED) == set(STATUSES) and not set(DONE) & set(FAILED)
     cells = [Cell.make(arch="a", workload="forward", seq_len=n, batch=1) for n in (1, 2, 3)]
-    write_plan(tmp_path, cells, {"suite": "t", "device": "cpu"})
-    store = ResultStore(tmp_path)
+    RunDir(tmp_path).write_plan(cells, {"suite": "t", "device": "cpu"})
+    store = RunDir(tmp_path)
     for c, s in zip(cells, ["ok", "nonfinite", "timeout"], strict=True):
         store.append(Record.for_cell(c, s))
     st = sweep_status(tmp_path)

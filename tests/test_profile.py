@@ -22,7 +22,7 @@ from harness.profile.breakdown import CATEGORIES, StepTimes, breakdown, categori
 from harness.profile.trace import ProfileConfig, lean_pass, too_big_for_full_trace
 from harness.report import build_report
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 TINY = ["--preset", "tiny", "--batch", "2", "--wait", "0", "--warmup", "1", "--active", "1",
         "--device", "cpu", "--top", "3"]
@@ -167,7 +167,7 @@ def test_breakdown_table_reads_the_profiles(profiled: Path) -> None:
 
 def test_profile_from_a_run_leaves_its_records_alone(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    store = ResultStore(run).ensure()
+    store = RunDir(run).ensure()
     cell = Cell.make(arch="lmu-fft", workload="forward", seq_len=32, batch=2, preset="tiny")
     store.append(Record.for_cell(cell, "ok", time_median_s=0.01))
     before = store.records_path.read_bytes()
@@ -209,7 +209,7 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], needle: str, capsys) 
 
 
 def test_unknown_cell_names_the_valid_ones(tmp_path: Path, capsys) -> None:
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     cell = Cell.make(arch="lmu", workload="forward", seq_len=32, batch=2)
     store.append(Record.for_cell(cell, "ok"))
     assert cli(["profile", "--from", str(tmp_path), "--cell", "lmu/train"]) == 2

@@ -13,7 +13,7 @@ import workloads
 from harness.report import build_report
 from harness.report.published import QUANTITIES, load, parse, published_table
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 FILE = Path(__file__).resolve().parents[1] / "harness" / "report" / "published.toml"
 
@@ -107,7 +107,7 @@ def add(store, arch, workload, n, batch, *, preset="small", median=None, metrics
 @pytest.fixture
 def run(tmp_path):
     root = tmp_path / "run"
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env({"device_name": "cpu: Test CPU", "hostname": "h"})
     add(store, "lmu", "classify", 784, 100, median=0.8)  # 400× at 784, 100× at 2048
     add(store, "lmu-fft", "classify", 784, 100, median=0.002)

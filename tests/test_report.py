@@ -1,6 +1,6 @@
 """Report: scaling fits, speedup tables, failed cells, LaTeX structure, figure sizes, CLI errors.
 
-Records are synthetic with known laws and known medians, written through ResultStore so
+Records are synthetic with known laws and known medians, written through RunDir so
 the format is the one the runner produces.
 """
 
@@ -21,13 +21,13 @@ from harness.report.bootstrap import ratio_ci
 from harness.report.scaling import fit_exponent, scaling_table
 from harness.report.tables import latex_escape, speedup_grid, to_latex
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 
 
 def add(
-    store: ResultStore,
+    store: RunDir,
     arch: str,
     n: int,
     status: str = "ok",
@@ -66,7 +66,7 @@ def realistic_run(
     root: Path, device: str = "cpu", device_name: str = "cpu: AMD EPYC 7763", *, seed: int = 0
 ) -> Path:
     """Five archs over 256..16384, one OOM (transformer) and one timeout (lstm)."""
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env(
         {
             "device_name": device_name,
@@ -121,7 +121,7 @@ def realistic_run(
 
 
 def test_exponent_of_n_squared_is_two(tmp_path):
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     rng = np.random.default_rng(1)
     lens = [2**k for k in range(8, 17)]
     for n in lens:  # 2% multiplicative noise on the medians
@@ -165,7 +165,7 @@ def test_fit_quality_matches_a_hand_written_regression():
 
 def test_exponents_are_fitted_per_whole_facet(tmp_path):
     # a linear series at batch 4 plus one batch-64 point: mixed together they fit ~0.45
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     for n in (256, 512, 1024, 2048):
         add(store, "lin", n, median=1e-6 * n)
     t64 = 16 * 1e-6 * 256  # batch 64 at n = 256: 16× the batch-4 time
@@ -194,7 +194,7 @@ def test_exponents_are_fitted_per_whole_facet(tmp_path):
 
 
 def test_known_speedups_are_exact_and_failures_are_named(tmp_path):
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     for n, base in [(256, 0.010), (512, 0.030)]:
         add(store, "lmu", n, median=base)
         add(store, "fast", n, median=base / 4)  # exactly 4× faster
@@ -321,7 +321,7 @@ def test_report_from_two_devices(tmp_path):
 
 def test_paper_preset_annotates_and_skips_other_archs(tmp_path):
     run = tmp_path / "run"
-    store = ResultStore(run).ensure()
+    store = RunDir(run).ensure()
     for arch, c in [("lmu", 1e-5), ("lmu-fft", 1e-6), ("lstm", 2e-5), ("other", 1e-6)]:
         for n in (256, 1024, 4096):
             add(store, arch, n, workload="train", median=c * n)
@@ -358,7 +358,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert cli_main(["report", str(empty)]) == 2
     assert "has no records" in capsys.readouterr().err
     run = tmp_path / "run"
-    store = ResultStore(run).ensure()
+    store = RunDir(run).ensure()
     add(store, "lmu", 256, median=1.0)
     add(store, "lstm", 256, median=1.0)
     assert cli_main(["report", str(run), "--baseline", "nope"]) == 2
@@ -379,7 +379,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
 
 
 def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     add(store, "lmu", 256, median=0.010, k=7)
     add(store, "fast", 256, median=0.0025, k=3)  # thin: 3 samples
     add(store, "lmu", 512, median=0.030, k=7)
@@ -415,7 +415,7 @@ def test_speedup_figure_splits_many_lines_into_family_panels(tmp_path):
     ]
     few = archs[:MAX_LINES_PER_PANEL]
     assert speedup_panels(["cpu"], few, families) == [("", "cpu", few)]  # one panel
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     for n in (256, 1024):
         add(store, "base", n, median=0.01)
         for i, a in enumerate(archs):

@@ -1,6 +1,6 @@
 """Task reports: time-to-target speedups, not-reached and failed cells, curve figures.
 
-Records are synthetic with hand-made curves, written through ResultStore so the format is
+Records are synthetic with hand-made curves, written through RunDir so the format is
 the one the runner produces; every expected number below is computed by hand from them.
 """
 
@@ -26,7 +26,7 @@ from harness.report.tasks import (
     task_table,
 )
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 COLUMNS = ["step", "wall_s", "tokens_seen", "metric", "test_loss", "train_loss"]
 PSDIGITS_SET = {"lr": 0.01, "target": 0.8}
@@ -99,7 +99,7 @@ MG_FFT = [(0, 0.0, 1.0), (5, 3.0, 0.4), (10, 6.0, 0.15)]
 
 
 def write_run(root: Path, records: list[Record], device_name: str = "cpu: Test CPU") -> Path:
-    store = ResultStore(root).ensure()
+    store = RunDir(root).ensure()
     store.write_env({"device_name": device_name, "hostname": "h", "torch": "2.13.0"})
     for r in records:
         store.append(r)

@@ -15,7 +15,7 @@ import pytest
 from harness.run.runner import Scheduler
 from harness.run.sweep import execute, plan
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
@@ -59,7 +59,7 @@ set = {fail_at = 16, hog_gb = 3.0}
     assert "CPU cap" in by["test-hog", 16].message
     assert "hit timeout at n=16" in by["test-hang", 32].message
     # the store holds exactly these records, one per cell, all parseable
-    stored = ResultStore(tmp_path / "run").records()
+    stored = RunDir(tmp_path / "run").records()
     assert sorted(r.cell_id for r in stored) == sorted(r.cell_id for r in recs)
     ok = by["test-ok", 8]
     assert ok.n_samples == len(ok.samples) >= 1 and ok.time_median_s > 0
@@ -105,7 +105,7 @@ seq_len = [1, 2, 3, 4, 5, 6, 7, 8]
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its running cell, mid-flight
     proc.wait()
     log.close()
-    done_before = ResultStore(out).records()
+    done_before = RunDir(out).records()
     assert 2 <= len(done_before) < 8, (tmp_path / "log.txt").read_text()
     # a writer killed mid-line leaves a truncated line: tolerated with a warning
     with open(records, "ab") as f:
@@ -113,7 +113,7 @@ seq_len = [1, 2, 3, 4, 5, 6, 7, 8]
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     with pytest.warns(UserWarning, match="truncated"):
-        final = ResultStore(out).records()
+        final = RunDir(out).records()
     ids = [r.cell_id for r in final]
     assert len(ids) == len(set(ids)) == 8
     assert {r.seq_len for r in final} == set(range(1, 9))

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.measure.contention import read_cpu_times
 from harness.run.rounds import visiting_order
 from harness.run.sweep import execute, plan
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
@@ -109,11 +109,11 @@ seq_len = [1, 2, 3, 4]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     log.close()
-    before = ResultStore(out).read_rounds()
-    assert before and not ResultStore(out).records(), (tmp_path / "log.txt").read_text()
+    before = RunDir(out).read_rounds()
+    assert before and not RunDir(out).records(), (tmp_path / "log.txt").read_text()
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
-    final = ResultStore(out).records()
+    final = RunDir(out).records()
     assert sorted(r.seq_len for r in final) == [1, 2, 3, 4]  # one record each
     for r in final:
         assert r.status == "ok" and r.rounds == 4

@@ -6,7 +6,7 @@ import json
 import multiprocessing as mp
 
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 WRITERS = 4
 PER_WRITER = 150
@@ -14,7 +14,7 @@ SAMPLES = 1500  # ~30 KB per line: far above PIPE_BUF, so O_APPEND alone would n
 
 
 def _writer(root: str, w: int, start) -> None:
-    store = ResultStore(root)
+    store = RunDir(root)
     start.wait()
     for i in range(PER_WRITER):
         cell = Cell.make(arch=f"w{w}", workload="forward", seq_len=i + 1, batch=1)
@@ -48,7 +48,7 @@ def test_concurrent_appends_stay_whole_lines(tmp_path):
         seen[w].append(i)
     # each writer's records all present, once, in the order it wrote them
     assert all(seen[w] == list(range(PER_WRITER)) for w in range(WRITERS))
-    assert len(ResultStore(tmp_path).latest_by_cell()) == WRITERS * PER_WRITER
+    assert len(RunDir(tmp_path).latest_by_cell()) == WRITERS * PER_WRITER
 
 
 def test_schema_1_records_still_load(tmp_path):
@@ -56,14 +56,14 @@ def test_schema_1_records_still_load(tmp_path):
     import json
 
     from harness.store.records import SCHEMA_VERSION
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
 
     rec = {"arch": "a", "workload": "train", "seq_len": 8, "batch": 1, "preset": "small",
            "device": "cpu", "dtype": "float32", "compile": "none", "overrides": {},
            "cell_id": "a/train/n8/b1/float32/x", "status": "ok", "schema": 1,
            "time_median_s": 0.5, "samples": [0.5, 0.5]}
     (tmp_path / "records.jsonl").write_text(json.dumps(rec) + "\n")
-    [r] = ResultStore(tmp_path).records()
+    [r] = RunDir(tmp_path).records()
     assert SCHEMA_VERSION == 2
     assert r.schema == 1 and r.time_median_s == 0.5
     assert r.kernel_path == "" and r.sample_rounds == [] and r.thin is False

@@ -20,6 +20,7 @@ from harness.profile.trace import ProfileConfig, profile_cell
 from harness.report.profiles import figure
 from harness.run.devices import resolve_device
 from harness.store.records import Cell
+from harness.store.rundir import RunDir
 
 DEFAULT_ROOT = Path("results/profiles")
 
@@ -127,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
         cells = cells_from_run(args.from_run, args.cell)
         for c in cells:
             resolve_device(c.device)  # a CUDA run profiled on a machine without CUDA
-        default = Path(args.from_run) / "profiles"
+        default = RunDir(args.from_run).profiles_path
     else:
         if args.cell:
             raise UsageError("--cell needs --from RUN_DIR")

@@ -25,12 +25,12 @@ __all__ = ["breakdown_table", "profile_cell", "ProfileConfig", "CATEGORIES", "ce
 
 def cells_from_run(run_dir: str, ids: list[str]) -> list[Cell]:
     """The cells of ``run_dir`` named by id (exact, or a prefix matching exactly one)."""
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
 
     root = Path(run_dir)
     if not root.is_dir():
         raise UsageError(f"run directory {run_dir!r} does not exist")
-    records = ResultStore(root).latest_by_cell()
+    records = RunDir(root).latest_by_cell()
     if not records:
         raise UsageError(f"run directory {run_dir!r} has no records (records.jsonl missing "
                          "or empty)")

@@ -19,7 +19,7 @@ import pandas as pd
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
 from harness.store.records import STATUSES
-from harness.store.rundir import ResultStore, read_records
+from harness.store.rundir import RunDir, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
 FACET_KEYS = ("device_label", "workload", "preset", "batch", "dtype", "compile", "overrides_key")
@@ -43,7 +43,7 @@ def device_label(device: str, device_name: str | None) -> str:
 
 
 def read_env(d: str | os.PathLike[str]) -> dict[str, Any]:
-    return ResultStore(d).env()  # damaged: {} with a warning
+    return RunDir(d).env()  # damaged: {} with a warning
 
 
 def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
@@ -51,11 +51,15 @@ def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
     recs = read_records(d)  # UsageError: missing dir, no records, other schema version
     latest = {r.cell_id: r for r in recs}
     df = pd.DataFrame([asdict(r) for r in latest.values()])
-    env = read_env(d)
+    run = RunDir(d)
+    # each record's own machine (a Slurm run may span hosts with different devices)
+    envs = {host: run.host_env(host) for host in set(df["host"])}
+    env = [envs[host] for host in df["host"]]
     df["run_dir"] = str(d)
-    df["hostname"] = env.get("hostname") or (df["host"] if "host" in df else "")
-    df["device_name"] = env.get("device_name") or ""
-    df["device_label"] = [device_label(dev, env.get("device_name")) for dev in df["device"]]
+    df["hostname"] = [h or e.get("hostname", "") for h, e in zip(df["host"], env, strict=True)]
+    df["device_name"] = [e.get("device_name") or "" for e in env]
+    df["device_label"] = [device_label(dev, e.get("device_name"))
+                          for dev, e in zip(df["device"], env, strict=True)]
     df["thin"] = mark_thin(df)
     df["overrides_key"] = [
         ",".join(f"{k}={v}" for k, v in sorted((o or {}).items())) for o in df["overrides"]
@@ -145,7 +149,7 @@ def run_summaries(dirs: Iterable[str | os.PathLike[str]], df: pd.DataFrame) -> p
             {
                 "run": str(d),
                 "device": ", ".join(sorted(sub["device_label"].unique())),
-                "host": env.get("hostname", ""),
+                "host": ", ".join(sorted(set(sub["hostname"]) - {""})) or env.get("hostname", ""),
                 "torch": env.get("torch", ""),
                 "commit": str(env.get("git_commit", ""))[:10],
                 "cells": len(sub),

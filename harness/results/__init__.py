@@ -5,6 +5,6 @@ A package rather than a ``results.py`` file so that git follows ``harness/result
 ``harness/store/rundir.py`` when branches written before the move are rebased.
 """
 
-from harness.store.rundir import ResultStore, load
+from harness.store.rundir import ResultStore, RunDir, load
 
-__all__ = ["ResultStore", "load"]
+__all__ = ["ResultStore", "RunDir", "load"]

@@ -33,7 +33,7 @@ import psutil
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
 POLL_S = 0.02
@@ -193,7 +193,7 @@ def default_mem_cap(settings: RunSettings, workers: int) -> int:
 def run_cells(
     cells: Sequence[Cell],
     settings: RunSettings,
-    store: ResultStore,
+    store: RunDir,
     *,
     slots: Sequence[str] | None = None,
     threads: int = 0,

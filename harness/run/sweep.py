@@ -24,8 +24,7 @@ from harness.run.settings import RunSettings
 from harness.run.suites import Suite, load_suite
 from harness.store import env as env_mod
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
-from harness.store.state import note_env, write_plan
+from harness.store.rundir import RunDir
 
 __all__ = ["Plan", "execute", "plan", "run", "worker_slots"]
 
@@ -110,11 +109,11 @@ def execute(
         raise UsageError("--launcher-config applies to --launcher slurm only")
     else:
         slots, threads = worker_slots(p.device, workers, devices)
-    store = ResultStore(p.out).ensure()
+    store = RunDir(p.out).ensure()
     if launcher == "local":
         slots, threads = cap_workers(slots, threads, p.cells, store, retry_failed)
-    write_plan(store.root, p.cells, {"suite": p.suite.name, "source": p.suite.source,
-                                     "device": p.device})
+    store.write_plan(p.cells, {"suite": p.suite.name, "source": p.suite.source,
+                               "device": p.device})
     if launcher == "slurm":
         return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
                          retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)
@@ -123,7 +122,7 @@ def execute(
                     "settings": p.settings.__dict__, "cells": len(p.cells)}
     archs = sorted({c.arch for c in p.cells})
     env["adapters"] = {a: architectures.info(a).to_dict() for a in archs}
-    note_env(store, env)
+    store.note_env(env)
     return run_local(
         p.cells, p.settings, store, slots=slots, threads=threads,
         retry_failed=retry_failed, on_record=on_record, run_id=p.out.name, on_round=on_round,

@@ -1,9 +1,26 @@
-"""The results store: ``DIR/records.jsonl`` (append-only, one Record per line) and ``DIR/env.json``.
+"""A run directory and every file in it, owned by :class:`RunDir`.
 
-Each record is written with a single ``write`` of one line under an exclusive ``flock``
-and fsynced, so concurrent workers never interleave lines and a crash loses at most the
-line being written. Readers tolerate a truncated last line (a writer killed mid-write)
-with a warning. Files are data only: JSON, never pickles.
+- ``records.jsonl``: append-only, one Record per line. Each record is written with a
+  single ``write`` of one line under an exclusive ``flock`` and fsynced, so concurrent
+  workers never interleave lines and a crash loses at most the line being written.
+  Readers tolerate a truncated last line (a writer killed mid-write) with a warning.
+- ``env.json``: the first environment that ran cells here (later ones under ``resumed``);
+  ``envs/<host>.json``: the latest environment of each machine that measured cells
+  (records carry ``host``), so a run over several machines labels each record with its
+  own machine's device (:meth:`RunDir.host_env`).
+- ``plan.json``: every cell asked of the directory (the union over runs that resumed it),
+  so ``status`` can count cells that have no record yet.
+- ``running/<name>.json``: a *claim*, written by each live worker (a local sweep or one
+  Slurm job) for the cells it is about to run and removed when it ends. It names the
+  host, the process and how many cells the worker runs at once, and how many records the
+  store held when it started, so a re-run cell (``--retry-failed``) counts as running
+  until its new record arrives. A claim left by a killed worker is recognised as dead on
+  its own host (its process is gone); claims from other hosts cannot be checked and are
+  shown as such.
+- ``profiles/``: ``python -m harness profile --from DIR`` writes there (never records).
+
+Files are data only: JSON, never pickles. A damaged JSON file is read as empty with a
+warning and set aside (``NAME.damaged``) before it is written anew.
 """
 
 from __future__ import annotations
@@ -11,21 +28,89 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.errors import UsageError, os_errors_as_usage
-from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Record
+from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Cell, Record
 
 RECORDS = "records.jsonl"
 ROUNDS = "rounds.jsonl"  # finished rounds of cells whose record is not final yet
 ENV = "env.json"
+ENVS = "envs"
+PLAN = "plan.json"
+RUNNING = "running"
+PROFILES = "profiles"
 
 
-class ResultStore:
-    """One run directory. Safe for several processes appending at once."""
+@contextmanager
+def _locked(root: Path, name: str) -> Iterator[None]:
+    """An exclusive lock on ``root/name`` for read-modify-write of shared JSON files."""
+    fd = os.open(root / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} with a warning when it is unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
+                      stacklevel=3)
+        return {}
+    if not isinstance(data, dict):
+        warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=3)
+        return {}
+    return data
+
+
+@dataclass
+class Claim:
+    """A live worker's cells (see the module docstring)."""
+
+    host: str
+    pid: int
+    create_time: float
+    slots: int
+    records_before: int
+    cells: list[str]
+    job_id: str = ""
+    started: float = 0.0
+
+    def alive(self) -> bool | None:
+        """True/False on this host; None (unknown) for a claim from another host."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            proc = psutil.Process(self.pid)
+            return (abs(proc.create_time() - self.create_time) < 1.0
+                    and proc.status() != psutil.STATUS_ZOMBIE)  # killed, not yet reaped
+        except psutil.Error:
+            return False
+
+
+class RunDir:
+    """One run directory and its files (see the module docstring). Safe for several
+    processes (and hosts sharing the directory) at once."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -38,7 +123,7 @@ class ResultStore:
     def env_path(self) -> Path:
         return self.root / ENV
 
-    def ensure(self) -> ResultStore:
+    def ensure(self) -> RunDir:
         with os_errors_as_usage(f"create results directory {str(self.root)!r}"):
             self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
@@ -118,10 +203,8 @@ class ResultStore:
         if not self.records_path.exists():
             return []
         out = []
-        try:
+        with os_errors_as_usage(f"read {self.records_path}"):
             lines = self.records_path.read_bytes().split(b"\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read {self.records_path}: {exc.strerror}") from None
         for i, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
@@ -189,6 +272,113 @@ class ResultStore:
         warnings.warn(f"{path} was damaged; kept as {aside.name} and written anew", stacklevel=2)
         return aside
 
+    # ------------------------------------------------------------ environments
+
+    def note_env(self, env: dict[str, Any]) -> None:
+        """Keep the first environment as ``env.json`` (later ones under ``resumed``), and each
+        host's latest as ``envs/<host>.json``. Safe when several jobs start at once."""
+        (self.root / ENVS).mkdir(exist_ok=True)
+        _write_json(self.root / ENVS / f"{env.get('hostname', 'unknown')}.json", env)
+        with _locked(self.root, ".env.lock"):
+            previous = self.env()
+            if not previous and self.env_path.exists():
+                self.set_aside(self.env_path)
+            if previous:
+                previous.setdefault("resumed", []).append(env)
+                env = previous
+            self.write_env(env)
+
+    def host_env(self, host: str) -> dict[str, Any]:
+        """The environment of the machine ``host`` (a record's ``host``): its
+        ``envs/<host>.json``, else ``env.json`` (a run of one machine, or one written
+        before per-host environments); {} with a warning when the file is damaged."""
+        path = self.root / ENVS / f"{host}.json"
+        if host and path.is_file():
+            env = _read_json_object(path)
+            if env:
+                return env
+        return self.env()
+
+    # ------------------------------------------------------------ the plan
+
+    @property
+    def plan_path(self) -> Path:
+        return self.root / PLAN
+
+    def write_plan(self, cells: Sequence[Cell], meta: dict[str, Any]) -> None:
+        """Add ``cells`` to the directory's plan (earlier cells stay: a resume may ask fewer)."""
+        with _locked(self.root, ".plan.lock"):
+            old = self.plan()
+            if not old and self.plan_path.exists():
+                self.set_aside(self.plan_path)
+            by_id = {d["cell_id"]: d for d in old.get("cells", [])}
+            for c in cells:
+                by_id.setdefault(c.cell_id, {"cell_id": c.cell_id, **c.key_dict()})
+            _write_json(self.plan_path, {**old, **meta, "cells": list(by_id.values())})
+
+    def plan(self) -> dict[str, Any]:
+        """The plan, or {} (with a warning) when plan.json is missing or damaged; cell entries
+        that are not ``{"cell_id": str, ...}`` objects are dropped."""
+        path = self.plan_path
+        try:
+            plan = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError) as exc:
+            warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
+                          stacklevel=2)
+            return {}
+        if not isinstance(plan, dict):
+            warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=2)
+            return {}
+        cells = plan.get("cells", [])
+        good = [d for d in cells if isinstance(d, dict) and isinstance(d.get("cell_id"), str)
+                ] if isinstance(cells, list) else []
+        if not isinstance(cells, list) or len(good) != len(cells):
+            warnings.warn(f"{path}: skipping malformed cell entries", stacklevel=2)
+        plan["cells"] = good
+        return plan
+
+    # ------------------------------------------------------------ live workers
+
+    @contextmanager
+    def claim(self, cell_ids: Sequence[str], slots: int, job_id: str = "") -> Iterator[Claim]:
+        """Mark ``cell_ids`` as in this process's hands for the duration of the block."""
+        pid = os.getpid()
+        c = Claim(host=socket.gethostname(), pid=pid,
+                  create_time=psutil.Process(pid).create_time(), slots=slots,
+                  records_before=len(self.read_dicts()), cells=list(cell_ids), job_id=job_id,
+                  started=time.time())
+        folder = self.root / RUNNING
+        folder.mkdir(exist_ok=True)
+        name = f"job-{job_id}" if job_id else f"{c.host}-{pid}"
+        path = folder / f"{name}.json"
+        _write_json(path, asdict(c))
+        try:
+            yield c
+        finally:
+            path.unlink(missing_ok=True)
+
+    def claims(self) -> list[Claim]:
+        folder = self.root / RUNNING
+        out = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                out.append(Claim(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # being replaced right now, or not ours
+        return out
+
+    # ------------------------------------------------------------ profiles
+
+    @property
+    def profiles_path(self) -> Path:
+        return self.root / PROFILES
+
+
+# the old name, for code written before issue 13
+ResultStore = RunDir
+
 
 def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Record]:
     """Records of one or several run directories; UsageError if a directory holds none."""
@@ -196,7 +386,7 @@ def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
         dirs = [dirs]
     out: list[Record] = []
     for d in dirs:
-        store = ResultStore(d)
+        store = RunDir(d)
         if not store.root.is_dir():
             raise UsageError(f"run directory {str(d)!r} does not exist")
         recs = store.records()

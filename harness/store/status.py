@@ -4,7 +4,7 @@ Counts each planned cell once, by its latest record: *done* (ok or skipped), *fa
 (error, oom, timeout), *running* (being measured by a live worker right now), *pending*
 (no record yet: queued in a live worker or waiting for a resume). The planned cells come
 from ``DIR/plan.json`` and the live workers from ``DIR/running/`` (see
-``harness.store.state``).
+``harness.store.rundir``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.store.records import DONE, FAILED
-from harness.store.rundir import ResultStore
-from harness.store.state import read_claims, read_plan
+from harness.store.rundir import RunDir
 
 
 @dataclass
@@ -48,8 +47,9 @@ def sweep_status(root: str | Path) -> SweepStatus:
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"run directory {str(root)!r} does not exist")
-    plan = read_plan(root)
-    dicts = ResultStore(root).read_dicts()
+    run = RunDir(root)
+    plan = run.plan()
+    dicts = run.read_dicts()
     latest: dict[str, tuple[int, str]] = {}  # cell_id → (index of its latest record, status)
     for i, d in enumerate(dicts):
         latest[str(d.get("cell_id", ""))] = (i, str(d.get("status", "")))
@@ -58,7 +58,7 @@ def sweep_status(root: str | Path) -> SweepStatus:
     st = SweepStatus(root=str(root), total=len(cells), planned=bool(plan))
 
     in_workers: set[str] = set()
-    for claim in read_claims(root):
+    for claim in run.claims():
         alive = claim.alive()
         if alive is False:
             st.stale_workers += 1
@@ -86,7 +86,7 @@ def sweep_status(root: str | Path) -> SweepStatus:
 
 def format_status(st: SweepStatus) -> str:
     b = st.by_status
-    plan = read_plan(Path(st.root))
+    plan = RunDir(st.root).plan()
     head = f"{st.root}: {st.total} cells"
     if plan.get("suite"):
         head += f" (suite {plan['suite']!r} on {plan.get('device', '?')})"

@@ -17,8 +17,7 @@ from harness.run.launchers import cells_to_run
 from harness.run.runner import run_cells
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
-from harness.store.state import claim
+from harness.store.rundir import RunDir
 
 
 def usable_cores() -> int:
@@ -54,7 +53,7 @@ def _threads(workers: int) -> int:
     return max(1, usable_cores() // workers) if workers > 1 else 0
 
 
-def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: ResultStore,
+def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: RunDir,
                 retry_failed: bool) -> tuple[list[str], int]:
     """No more slots than cells to run: a phantom worker would still divide the memory cap
     and the cores. Says so when it caps."""
@@ -71,7 +70,7 @@ def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: Re
 def run_local(
     cells: Sequence[Cell],
     settings: RunSettings,
-    store: ResultStore,
+    store: RunDir,
     *,
     slots: Sequence[str],
     threads: int = 0,
@@ -84,7 +83,7 @@ def run_local(
     """Run the cells that need it on ``slots``; returns the records of ``cells``."""
     store.ensure()
     todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
-    with claim(store, [c.cell_id for c in todo], slots=len(slots), job_id=job_id):
+    with store.claim([c.cell_id for c in todo], slots=len(slots), job_id=job_id):
         return run_cells(cells, settings, store, slots=slots, threads=threads,
                          retry_failed=retry_failed, on_record=on_record, run_id=run_id,
                          on_round=on_round)

@@ -36,7 +36,7 @@ from harness.run.launchers import cells_to_run
 from harness.run.runner import group_key
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 CLUSTERS = ("slurm", "local", "debug")
 JOBS = "jobs.jsonl"
@@ -145,11 +145,10 @@ class CellJob:
         from harness.run.launchers.local import run_local, worker_slots
         from harness.run.plugins import load_plugins
         from harness.store import env as env_mod
-        from harness.store.state import note_env
 
         settings = RunSettings(**self.settings)
         load_plugins(settings.plugins)
-        store = ResultStore(self.out).ensure()
+        store = RunDir(self.out).ensure()
         if self.device.startswith("cuda"):
             import torch
 
@@ -160,7 +159,7 @@ class CellJob:
             slots, threads = [f"cuda:{i}" for i in range(n)], 0
         else:
             slots, threads = worker_slots("cpu", self.workers, None)
-        note_env(store, env_mod.capture(slots[0]))
+        store.note_env(env_mod.capture(slots[0]))
         recs = run_local(self.cell_objects(), settings, store, slots=slots, threads=threads,
                          retry_failed=self.retry_failed, run_id=self.run_id,
                          job_id=_job_id())
@@ -171,7 +170,7 @@ class CellJob:
 
     def remaining(self) -> list[dict[str, Any]]:
         """Cells with no record newer than this job's submission."""
-        counts = _record_counts(ResultStore(self.out))
+        counts = _record_counts(RunDir(self.out))
         return [d for d in self.cells
                 if counts.get(_cell_id(d), 0) <= self.seen.get(_cell_id(d), 0)]
 
@@ -189,7 +188,7 @@ def _cell_id(d: dict[str, Any]) -> str:
     return Cell.make(**d).cell_id
 
 
-def _record_counts(store: ResultStore) -> dict[str, int]:
+def _record_counts(store: RunDir) -> dict[str, int]:
     counts: dict[str, int] = {}
     for d in store.read_dicts():
         cid = d.get("cell_id", "")
@@ -242,7 +241,7 @@ def _executor(cfg: SlurmConfig, folder: Path, device: str):
 def run_slurm(
     cells: Sequence[Cell],
     settings: RunSettings,
-    store: ResultStore,
+    store: RunDir,
     *,
     device: str,
     config: SlurmConfig,
@@ -318,6 +317,6 @@ def _wait(jobs, cells, store, poll_s, on_record, counts_before) -> None:
         time.sleep(poll_s)
 
 
-def _records_of(cells: Sequence[Cell], store: ResultStore) -> list[Record]:
+def _records_of(cells: Sequence[Cell], store: RunDir) -> list[Record]:
     known = store.latest_by_cell()
     return [known[c.cell_id] for c in cells if c.cell_id in known]

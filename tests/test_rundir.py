@@ -1,0 +1,56 @@
+"""RunDir owns every file of a run directory; per-host environments are read back."""
+
+from __future__ import annotations
+
+import json
+
+from harness.report.data import load_run
+from harness.store.records import Cell, Record
+from harness.store.rundir import RunDir
+
+H100 = {"hostname": "node1", "device_name": "NVIDIA H100 80GB HBM3", "torch": "2.13.0"}
+A100 = {"hostname": "node2", "device_name": "NVIDIA A100-SXM4-40GB", "torch": "2.13.0"}
+
+
+def _ok(n: int, host: str) -> Record:
+    cell = Cell.make(arch="a", workload="forward", seq_len=n, batch=1, device="cuda")
+    return Record.for_cell(cell, "ok", samples=[1e-3] * 8, time_median_s=1e-3, host=host)
+
+
+def test_every_record_is_labelled_with_its_own_hosts_device(tmp_path):
+    run = RunDir(tmp_path).ensure()
+    run.note_env(H100)  # the first job: env.json
+    run.note_env(A100)  # a second Slurm job on another node: envs/node2.json only
+    assert json.loads((tmp_path / "env.json").read_text())["hostname"] == "node1"
+    assert run.host_env("node2")["device_name"] == A100["device_name"]
+    for n, host in ((64, "node1"), (128, "node2"), (256, "")):
+        run.append(_ok(n, host))
+    df = load_run(tmp_path).set_index("seq_len")
+    assert df.loc[64, "device_label"] == "NVIDIA H100 80GB HBM3"
+    assert df.loc[128, "device_label"] == "NVIDIA A100-SXM4-40GB"  # was the first host's
+    assert (df.loc[128, "hostname"], df.loc[64, "hostname"]) == ("node2", "node1")
+    # a record without a host (older runs) falls back to env.json
+    assert df.loc[256, "device_label"] == "NVIDIA H100 80GB HBM3"
+    assert df.loc[256, "hostname"] == "node1"
+
+
+def test_a_damaged_host_env_falls_back_with_a_warning(tmp_path, recwarn):
+    run = RunDir(tmp_path).ensure()
+    run.note_env(H100)
+    (tmp_path / "envs").mkdir(exist_ok=True)
+    (tmp_path / "envs" / "node3.json").write_text("{not json")
+    assert run.host_env("node3") == run.env()
+    assert any("node3.json" in str(w.message) for w in recwarn.list)
+
+
+def test_plan_and_claims_live_in_the_run_directory(tmp_path):
+    run = RunDir(tmp_path).ensure()
+    cells = [Cell.make(arch="a", workload="forward", seq_len=n, batch=1) for n in (1, 2)]
+    run.write_plan(cells[:1], {"suite": "s", "device": "cpu"})
+    run.write_plan(cells, {"suite": "s", "device": "cpu"})  # a resume adds, never drops
+    assert [d["cell_id"] for d in run.plan()["cells"]] == [c.cell_id for c in cells]
+    with run.claim([cells[1].cell_id], slots=1) as c:
+        assert [x.cells for x in run.claims()] == [[cells[1].cell_id]]
+        assert c.alive() is True
+    assert run.claims() == []
+    assert run.profiles_path == tmp_path / "profiles"
