@@ -75,3 +75,10 @@ class Slow(_Faulty):
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.03)
         return self.proj(x)
+
+
+@register("test-nan", description="outputs NaN (a broken model that is fast)", **COMMON)
+class NaN(_Faulty):
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(x)
+        return y * float("nan") if x.shape[1] >= self.fail_at else y

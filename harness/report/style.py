@@ -29,6 +29,7 @@ FAILURE_MARKERS = {
     "oom": ("X", "OOM"),
     "timeout": ("$\u231a$", "timeout"),
     "error": ("$!$", "error"),
+    "nonfinite": ("$\\varnothing$", "non-finite"),  # NaN/inf outputs or loss: no time
 }
 
 # figure widths in inches: a paper's single and double column

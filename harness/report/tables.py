@@ -17,7 +17,8 @@ from harness.errors import UsageError
 from harness.report.bootstrap import TOO_FEW, ratio_ci
 from harness.report.data import FACET_KEYS
 
-STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
+STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped",
+               "nonfinite": "non-finite"}
 NOT_RUN = "n/a"
 NOISY_MARK = "\u2020"  # dagger: IQR/median above the runner's noise threshold
 THIN_MARK = "\u2021"  # double dagger: fewer than MIN_SAMPLES samples (no interval)

@@ -39,6 +39,43 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
 
+class NonFinite(Exception):
+    """The workload's outputs or loss hold NaN or infinity: timing them would report
+    the speed of a broken computation as a result."""
+
+
+def check_finite(result: Any) -> None:
+    """Raise NonFinite if any floating tensor in ``result`` (a tensor, or a tuple, list or
+    dict of them, as a workload's call returns) holds NaN or infinity."""
+    tensors: list[torch.Tensor] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() or x.is_complex():
+                tensors.append(x.detach())
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+
+    walk(result)
+    for t in tensors:
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            what = "the loss" if t.numel() == 1 else "the outputs"
+            raise NonFinite(f"{what} hold NaN or infinity on the first call ({bad} of "
+                            f"{t.numel()} values); not timed")
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """The status and message of a cell that raised ``exc``."""
+    if isinstance(exc, NonFinite):
+        return "nonfinite", f"non-finite: {exc}"
+    return ("oom" if is_oom(exc) else "error"), describe(exc)
+
+
 @dataclass
 class Prepared:
     """A timed cell ready to sample: its step and what its setup measured."""
@@ -69,11 +106,18 @@ def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
         )
         # the first call, inside the tracker (activations, grads, optimizer state), with
         # its FLOPs counted: no extra call is spent on counting
-        flops = count_flops(prep.run) if settings.count_flops and prep.count_flops else None
+        first: list[Any] = []  # the first call's outputs (or loss), checked before timing
+
+        def run_once() -> Any:
+            first.append(prep.run())
+            return first[-1]
+
+        flops = count_flops(run_once) if settings.count_flops and prep.count_flops else None
         if flops is None:
-            prep.run()  # not counted (or counting failed part-way): the plain first call
+            run_once()  # not counted (or counting failed part-way): the plain first call
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        check_finite(first[-1])
     static: dict[str, Any] = dict(
         params=params,
         peak_mem_bytes=mem.peak_bytes,
@@ -176,6 +220,7 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, 
                                         device=device, dtype=dtype, seed=settings.seed,
                                         clock=clock)
     t = res.step_times_s
+    diverged = res.stopped_by == "diverged"  # a non-finite train or test loss
     median = statistics.median(t) if t else None
     q1, _, q3 = statistics.quantiles(t, n=4) if len(t) > 1 else (None, None, None)
     return dict(
@@ -189,7 +234,9 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, 
         peak_reserved_bytes=mem.reserved_bytes,
         tokens_per_s=cell.batch * cell.seq_len / median if median else None,
         metrics={**res.metrics(), "params": params},
-        message=res.summary(),
+        message=(f"non-finite: training diverged at step {res.steps}; " if diverged else "")
+        + res.summary(),
+        **({"status": "nonfinite"} if diverged else {}),
     )
 
 
@@ -199,10 +246,10 @@ def run_cell(cell: Cell, settings: RunSettings) -> Record:
     t0 = time.perf_counter()
     try:
         fields = measure_cell(cell, settings)
-        status = "ok"
+        status = fields.pop("status", "ok")
     except Exception as exc:  # noqa: BLE001 - every failure is a result to record
-        status = "oom" if is_oom(exc) else "error"
-        fields = {"message": describe(exc)}
+        status, message = failure(exc)
+        fields = {"message": message}
     rec = Record.for_cell(cell, status, started_at=started, **fields)
     rec.wall_s = time.perf_counter() - t0
     rec.threads = torch.get_num_threads()
@@ -231,8 +278,8 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
     t0 = time.perf_counter()
 
     def fail(exc: BaseException, where: str = "") -> None:
-        status = "oom" if is_oom(exc) else "error"
-        rec = Record.for_cell(cell, status, where + describe(exc), started_at=started,
+        status, message = failure(exc)
+        rec = Record.for_cell(cell, status, where + message, started_at=started,
                               wall_s=time.perf_counter() - t0, threads=torch.get_num_threads())
         conn.send({"kind": "record", "record": asdict(rec)})
 

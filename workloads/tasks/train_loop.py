@@ -146,7 +146,8 @@ def train(
     train_losses: list[float] = []
     last_eval_step, last_eval_s = 0, 0.0
 
-    def record_eval() -> None:
+    def record_eval() -> bool:
+        """Evaluate and add a curve point; False when the test loss is NaN or infinite."""
         nonlocal last_eval_step, last_eval_s
         t0 = time.perf_counter()
         metric, test_loss = evaluate(net, task, data, opts.eval_batch, device, dtype)
@@ -164,10 +165,12 @@ def train(
             res.time_to_target_s = res.train_s
             res.steps_to_target = res.steps
             res.tokens_to_target = res.tokens_seen
+        return test_loss is not None  # None: evaluate found it non-finite
 
     net.train()
-    record_eval()
-    while True:
+    if not record_eval():
+        res.stopped_by = "diverged"
+    while res.stopped_by != "diverged":
         if res.steps >= opts.max_steps:
             res.stopped_by = "max_steps"
             break
@@ -198,8 +201,9 @@ def train(
             record_eval()
             break
         if (res.steps - last_eval_step >= opts.eval_every
-                or res.train_s - last_eval_s >= opts.eval_every_s):
-            record_eval()
+                or res.train_s - last_eval_s >= opts.eval_every_s) and not record_eval():
+            res.stopped_by = "diverged"  # a non-finite test loss stops the run too
+            break
     if res.curve[-1].step != res.steps:
         record_eval()
     return res

@@ -1,0 +1,133 @@
+"""Non-finite results (issue 16, cases 1 and 2): NaN outputs or loss are checked once
+before timing and recorded ``nonfinite``; a task whose train or test loss goes
+non-finite stops as diverged. Neither is ever shown as a speedup."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from harness.cli import main as cli_main
+from harness.run.worker import NonFinite, check_finite
+from harness.store.rundir import ResultStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_check_finite_finds_nan_and_inf_anywhere(bad):
+    ok = torch.ones(3)
+    check_finite(ok)
+    check_finite((ok, {"a": [ok, torch.arange(3)]}))  # integer tensors are skipped
+    broken = torch.ones(2, 3)
+    broken[1, 2] = bad
+    for result in (broken, (ok, broken), {"y": [ok, broken]}):
+        with pytest.raises(NonFinite, match="1 of 6"):
+            check_finite(result)
+    with pytest.raises(NonFinite, match="loss"):
+        check_finite(torch.tensor(bad))
+
+
+@pytest.mark.parametrize("workload", ["forward", "train"])
+def test_nan_outputs_are_nonfinite_and_never_a_speedup(tmp_path, capsys, workload):
+    out = tmp_path / "run"
+    code = cli_main(["run", "--plugin", PLUGIN, "--suite", "smoke", "--arch", "test-ok,test-nan",
+                     "--workload", workload, "--seq-len", "8", "--batch", "1", "--set",
+                     "fail_at=1", "--budget-s", "0.02", "--baseline", "test-ok",
+                     "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    recs = {r.arch: r for r in ResultStore(out).records()}
+    assert recs["test-ok"].status == "ok"
+    nan = recs["test-nan"]
+    assert nan.status == "nonfinite", nan.message
+    assert "NaN or infinity" in nan.message and nan.time_median_s is None and not nan.samples
+    assert "non-finite" in printed.out and "×" not in printed.out  # the summary's speedups
+
+    from harness.report.data import load_run
+    from harness.report.tables import speedup_table
+
+    table = speedup_table(load_run(out), "test-ok", n_resamples=50)
+    row = table[table["arch"] == "test-nan"].iloc[0]
+    assert row["status"] == "nonfinite" and not math.isfinite(row.get("speedup", math.nan))
+
+
+def test_compare_counts_nonfinite_as_a_new_failure(tmp_path, capsys):
+    base = ["run", "--plugin", PLUGIN, "--suite", "smoke", "--arch", "test-nan", "--workload",
+            "forward", "--seq-len", "8", "--batch", "1", "--budget-s", "0.02"]
+    assert cli_main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert cli_main([*base, "--set", "fail_at=1", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    # different --set: different cells; compare the same cell id by rewriting run b's ids
+    a = ResultStore(tmp_path / "a").records()[0]
+    b = ResultStore(tmp_path / "b").records()[0]
+    assert a.status == "ok" and b.status == "nonfinite"
+    from harness.report.compare import compare_runs
+    from harness.report.data import load_run
+
+    da, db = load_run(tmp_path / "a"), load_run(tmp_path / "b")
+    db["cell_id"] = da["cell_id"]
+    res = compare_runs(da, db)
+    assert list(res["verdict"]) == ["new failure"] and math.isnan(res["ratio"].iloc[0])
+
+
+class _Task:
+    """A tiny regression task whose test loss turns NaN from ``nan_from`` evaluations on,
+    while the train loss stays finite (the case of a model blowing up on held-out data)."""
+
+    name, metric, higher_is_better, last_position = "fake", "mse", False, False
+
+    def __init__(self, nan_from: int) -> None:
+        self.evals, self.nan_from = 0, nan_from
+
+    def outputs(self, net, x):
+        return net(x)
+
+    def loss(self, out, y):
+        return ((out - y) ** 2).mean()
+
+    def reduce(self, out):
+        return out
+
+    def score(self, out, y):
+        self.evals += 1
+        loss = float("nan") if self.evals > self.nan_from else float(self.loss(out, y))
+        return loss, loss
+
+    def reached(self, value, target):
+        return value <= target
+
+
+@pytest.mark.parametrize("nan_from", [0, 2])
+def test_a_nonfinite_test_loss_stops_training_as_diverged(nan_from):
+    from workloads.tasks.base import TaskData, TrainOptions
+    from workloads.tasks.train_loop import train
+
+    g = torch.Generator().manual_seed(0)
+    data = TaskData(sample=lambda b, gen: (torch.randn(b, 4, 1, generator=gen),
+                                           torch.zeros(b, 4, 1)),
+                    test_x=torch.randn(8, 4, 1, generator=g), test_y=torch.zeros(8, 4, 1))
+    opts = TrainOptions(lr=1e-3, max_steps=50, eval_every=5, eval_batch=8, target=-1.0)
+    res = train(nn.Linear(1, 1), _Task(nan_from), data, opts, batch=4, seq_len=4,
+                device=torch.device("cpu"), dtype=torch.float32, seed=0)
+    assert res.stopped_by == "diverged"
+    assert res.steps == 5 * nan_from  # stopped at the first non-finite evaluation
+    assert res.curve[-1].test_loss is None
+
+
+def test_diverging_task_cell_is_recorded_nonfinite_with_the_step():
+    from harness.run.settings import RunSettings
+    from harness.run.worker import run_cell
+    from harness.store.records import Cell
+
+    cell = Cell.make(arch="lmu-fft", workload="psdigits", seq_len=16, batch=16, preset="tiny",
+                     overrides={"lr": 1e6, "max_steps": 60, "eval_every": 5, "eval_batch": 64})
+    rec = run_cell(cell, RunSettings(count_flops=False))
+    assert rec.status == "nonfinite", rec.message
+    assert f"diverged at step {rec.metrics['steps']}" in rec.message
+    assert rec.metrics["stopped_by"] == "diverged" and rec.metrics["steps"] < 60
