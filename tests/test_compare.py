@@ -8,7 +8,7 @@ from scipy import stats
 
 from harness.cli import main as cli_main
 from harness.report.compare import can_reach_significance, compare_runs, min_pvalue
-from harness.report.data import load_run
+from harness.store.load import load_run
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from harness.report import build_report
-from harness.report.data import load_runs
 from harness.report.style import arch_styles
 from harness.report.summary import summary_tables
 from harness.report.tasks import (
@@ -25,6 +24,7 @@ from harness.report.tasks import (
     task_results,
     task_table,
 )
+from harness.store.load import load_runs
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
 

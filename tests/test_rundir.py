@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.report.data import load_run
+from harness.store.load import load_run
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
 

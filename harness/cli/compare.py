@@ -85,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.report.data import load_run
+    from harness.store.load import load_run
 
     if not 0 < args.threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1 (exclusive), got {args.threshold}")

@@ -20,21 +20,22 @@ import pandas as pd
 
 from harness.errors import UsageError, os_errors_as_usage
 from harness.measure.timing import MIN_SAMPLES
-from harness.report.data import FACET_KEYS, arch_families, load_runs, run_summaries, unique_dirs
 from harness.report.published import published_section
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent, scaling_table
-from harness.report.style import WIDTHS, arch_styles
+from harness.report.style import WIDTHS, arch_families, arch_styles
 from harness.report.tables import (
     METRICS,
     check_baseline,
     metric_grid,
     metric_table,
+    run_summaries,
     speedup_grid,
     speedup_table,
     to_latex,
     to_markdown,
 )
 from harness.report.tasks import split_tasks, task_results, task_table
+from harness.store.load import FACET_KEYS, load_runs, unique_dirs
 
 __all__ = [
     "build_report",

@@ -108,7 +108,7 @@ def compare_runs(
     sample counts ``n_a``/``n_b``, ``all_slower`` and the verdict.
 
     ``a`` and ``b`` are record DataFrames with one row per cell (``harness.report.load_runs``
-    of one directory, or ``harness.store.rundir.load``).
+    of one directory, or ``harness.store.load.load_runs``).
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")

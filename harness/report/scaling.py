@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.report.data import FACET_KEYS
+from harness.store.load import FACET_KEYS
 
 MIN_FIT_LENGTHS = 3
 

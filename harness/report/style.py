@@ -97,3 +97,17 @@ def rc_for_width(width_in: float) -> dict[str, object]:
         "savefig.dpi": 300,
         "legend.frameon": False,
     }
+
+
+def arch_families(archs: Iterable[str]) -> dict[str, str]:
+    """Each architecture's family from the registry ("other" for one not registered here,
+    e.g. a plugin's adapter the report's process did not load)."""
+    import architectures
+
+    out = {}
+    for a in archs:
+        try:
+            out[a] = architectures.info(a).family
+        except Exception:  # noqa: BLE001 - unknown here: still drawn, in its own group
+            out[a] = "other"
+    return out

@@ -13,7 +13,6 @@ import os
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.report.data import load_run
 from harness.measure.timing import MIN_SAMPLES
 from harness.report.tables import (
     CONTENDED_MARK,
@@ -26,6 +25,7 @@ from harness.report.tables import (
     speedup_table,
 )
 from harness.report.tasks import split_tasks, task_table
+from harness.store.load import load_run
 
 
 def summary_tables(

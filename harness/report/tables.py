@@ -7,7 +7,8 @@ there is none (OOM, timeout, error, skipped, not run) — never a silent gap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,8 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.report.bootstrap import TOO_FEW, ratio_ci
-from harness.report.data import FACET_KEYS
+from harness.store.load import FACET_KEYS, read_env
+from harness.store.records import STATUSES
 
 STATUS_TEXT = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped",
                "nonfinite": "non-finite"}
@@ -269,3 +271,24 @@ def to_latex(grid: pd.DataFrame, comment: str = "") -> str:
     if comment:
         head += "".join(f"% {line}\n" for line in comment.splitlines())
     return head + body
+
+
+def run_summaries(dirs: Iterable[str | os.PathLike[str]], df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run directory: environment and status counts, for the report's index."""
+    rows = []
+    for d in dirs:
+        env = read_env(d)
+        sub = df[df["run_dir"] == str(d)]
+        counts = sub["status"].value_counts()
+        rows.append(
+            {
+                "run": str(d),
+                "device": ", ".join(sorted(sub["device_label"].unique())),
+                "host": ", ".join(sorted(set(sub["hostname"]) - {""})) or env.get("hostname", ""),
+                "torch": env.get("torch", ""),
+                "commit": str(env.get("git_commit", ""))[:10],
+                "cells": len(sub),
+                **{s: int(counts.get(s, 0)) for s in STATUSES},
+            }
+        )
+    return pd.DataFrame(rows)

@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from harness.report.data import FACET_KEYS
 from harness.report.figures import _freeze, new_figure
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import STATUS_TEXT, fmt_number
+from harness.store.load import FACET_KEYS
 
 # What makes two task cells comparable: the report's facet keys, except that of a cell's
 # overrides only the task's own options (budget, learning rate, target…) count; adapter

@@ -396,17 +396,3 @@ def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
             )
         out.extend(recs)
     return out
-
-
-def load(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]):
-    """A pandas DataFrame of the records of one or several run directories.
-
-    Each row is one record (the latest per cell and run); ``samples`` stays a list column.
-    """
-    import pandas as pd
-
-    recs = read_records(dirs)
-    latest = {(r.run_id, r.cell_id): r for r in recs}
-    from dataclasses import asdict
-
-    return pd.DataFrame([asdict(r) for r in latest.values()])

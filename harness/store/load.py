@@ -1,8 +1,10 @@
-"""Load one or several run directories into one DataFrame with a device label per row.
+"""The one loader of runs into a DataFrame (reports, compare, the summary, the Python API).
 
-A run directory is ``DIR/records.jsonl`` plus ``DIR/env.json``. Rows keep the latest record
-of each cell per directory, and gain ``run_dir``, ``hostname``, ``device_name`` and
-``device_label`` (what figures and tables are faceted by).
+Rows keep the latest record of each cell per run directory, and gain ``run_dir``,
+``hostname``, ``device_name`` and ``device_label`` from the environment of the machine
+that measured each record (``RunDir.host_env``), plus ``thin`` and ``overrides_key``: with
+``arch`` and ``seq_len``, :data:`FACET_KEYS` identify a cell across runs. Records of
+schema 1 and 2 load alike (``thin`` is derived for schema 1).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
-from harness.store.records import STATUSES
 from harness.store.rundir import RunDir, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
@@ -75,20 +76,6 @@ def mark_thin(df: pd.DataFrame) -> pd.Series:
     return (df["status"] == "ok") & (flagged | (n < MIN_SAMPLES))
 
 
-def arch_families(archs: Iterable[str]) -> dict[str, str]:
-    """Each architecture's family from the registry ("other" for one not registered here,
-    e.g. a plugin's adapter the report's process did not load)."""
-    import architectures
-
-    out = {}
-    for a in archs:
-        try:
-            out[a] = architectures.info(a).family
-        except Exception:  # noqa: BLE001 - unknown here: still drawn, in its own group
-            out[a] = "other"
-    return out
-
-
 def _disambiguate(frames: list[pd.DataFrame]) -> None:
     """Runs sharing a device label and some cells get ``@host`` (or ``@dir``) appended."""
     seen: dict[str, list[int]] = {}
@@ -136,24 +123,3 @@ def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
     frames = [load_run(d) for d in dirs]
     _disambiguate(frames)
     return pd.concat(frames, ignore_index=True)
-
-
-def run_summaries(dirs: Iterable[str | os.PathLike[str]], df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run directory: environment and status counts, for the report's index."""
-    rows = []
-    for d in dirs:
-        env = read_env(d)
-        sub = df[df["run_dir"] == str(d)]
-        counts = sub["status"].value_counts()
-        rows.append(
-            {
-                "run": str(d),
-                "device": ", ".join(sorted(sub["device_label"].unique())),
-                "host": ", ".join(sorted(set(sub["hostname"]) - {""})) or env.get("hostname", ""),
-                "torch": env.get("torch", ""),
-                "commit": str(env.get("git_commit", ""))[:10],
-                "cells": len(sub),
-                **{s: int(counts.get(s, 0)) for s in STATUSES},
-            }
-        )
-    return pd.DataFrame(rows)
