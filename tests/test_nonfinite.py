@@ -13,7 +13,7 @@ from torch import nn
 
 from harness.cli import main as cli_main
 from harness.run.worker import NonFinite, check_finite
-from harness.store.rundir import ResultStore
+from harness.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
@@ -42,14 +42,14 @@ def test_nan_outputs_are_nonfinite_and_never_a_speedup(tmp_path, capsys, workloa
                      "--out", str(out)])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    recs = {r.arch: r for r in ResultStore(out).records()}
+    recs = {r.arch: r for r in RunDir(out).records()}
     assert recs["test-ok"].status == "ok"
     nan = recs["test-nan"]
     assert nan.status == "nonfinite", nan.message
     assert "NaN or infinity" in nan.message and nan.time_median_s is None and not nan.samples
     assert "non-finite" in printed.out and "×" not in printed.out  # the summary's speedups
 
-    from harness.report.data import load_run
+    from harness.store.load import load_run
     from harness.report.tables import speedup_table
 
     table = speedup_table(load_run(out), "test-ok", n_resamples=50)
@@ -64,11 +64,11 @@ def test_compare_counts_nonfinite_as_a_new_failure(tmp_path, capsys):
     assert cli_main([*base, "--set", "fail_at=1", "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     # different --set: different cells; compare the same cell id by rewriting run b's ids
-    a = ResultStore(tmp_path / "a").records()[0]
-    b = ResultStore(tmp_path / "b").records()[0]
+    a = RunDir(tmp_path / "a").records()[0]
+    b = RunDir(tmp_path / "b").records()[0]
     assert a.status == "ok" and b.status == "nonfinite"
     from harness.report.compare import compare_runs
-    from harness.report.data import load_run
+    from harness.store.load import load_run
 
     da, db = load_run(tmp_path / "a"), load_run(tmp_path / "b")
     db["cell_id"] = da["cell_id"]
