@@ -99,7 +99,8 @@ class BurstyLoad:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.loadgen", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tests.loadgen",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=120.0, help="total duration (default 120)")
     p.add_argument("--workers", type=int, default=None, help="busy processes (default: cores)")
     p.add_argument("--seed", type=int, default=0, help="burst pattern seed (default 0)")

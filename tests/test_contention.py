@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from harness.measure.contention import (
@@ -92,3 +93,28 @@ def test_meter_sees_a_busy_neighbour():
     assert len(values) == 4
     assert min(values) > 0.6, values
     assert sum(values) / len(values) > 0.8, values
+
+
+def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
+    from harness.measure.contention import drop_contended
+    from harness.store.load import load_runs
+    from harness.store.records import Cell, Record
+    from harness.store.rundir import ResultStore
+
+    store = ResultStore(tmp_path).ensure()
+    store.write_env({"device_name": "cpu: test", "hostname": "h", "cpu_count": 2})
+    quiet, busy = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0], [3.0, 2.8, 3.2]
+    samples = quiet + busy
+    cont = [0.0] * len(quiet) + [1.5] * len(busy)  # 2 cpus, 2 threads: limit 0.2 core
+    cell = Cell.make(arch="a", workload="forward", seq_len=8, batch=1)
+    med = float(np.median(samples))
+    store.append(Record.for_cell(cell, "ok", samples=samples, n_samples=len(samples),
+                                 time_median_s=med, contention=cont, threads=2,
+                                 tokens_per_s=8 / med))
+    df = load_runs(tmp_path)
+    out = drop_contended(df)
+    r = out.iloc[0]
+    assert r["samples"] == quiet and r["n_samples"] == 6 and not r["thin"]
+    assert r["time_median_s"] == pytest.approx(float(np.median(quiet)))
+    assert r["tokens_per_s"] == pytest.approx(8 / float(np.median(quiet)))
+    assert df.iloc[0]["samples"] == samples  # the input is untouched

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 PROC_STAT = "/proc/stat"
 CONTENDED_CORES = 0.2  # others' use beyond the free cores that marks a sample contended
@@ -149,3 +150,42 @@ def cell_contended(values: Sequence[float], threads: int, cpus: int | None = Non
         return False
     flags = contended_samples(values, threads, cpus)
     return sum(flags) / len(flags) > CONTENDED_SHARE
+
+
+def drop_contended(df: Any) -> Any:
+    """A copy of a runs DataFrame (``harness.store.load``) whose timed ``ok`` cells keep only
+    their uncontended samples, with medians, throughput and ``thin`` recomputed.
+
+    For checking whether dropping contended samples makes results better (compare the
+    speedups of a quiet and a loaded run both ways); the harness itself never drops them.
+    A cell without per-sample contention is left as it is.
+    """
+    import numpy as np
+
+    from harness.measure.timing import MIN_SAMPLES
+
+    out = df.copy()
+    for i, r in out.iterrows():
+        values, samples = r.get("contention"), r.get("samples")
+        if r["status"] != "ok" or not isinstance(values, list) or not isinstance(samples, list):
+            continue
+        if not values or len(values) != len(samples):
+            continue
+        cpus = r.get("cpu_count")
+        cpus = int(cpus) if isinstance(cpus, (int, float)) and cpus == cpus else None
+        keep = [s for s, bad in zip(samples, contended_samples(values, int(r.get("threads") or 1),
+                                                                cpus), strict=True) if not bad]
+        if not keep or len(keep) == len(samples):
+            continue
+        old, new = float(r["time_median_s"]), float(np.median(keep))
+        out.at[i, "samples"] = keep
+        out.at[i, "n_samples"] = len(keep)
+        out.at[i, "time_median_s"] = new
+        out.at[i, "thin"] = len(keep) < MIN_SAMPLES
+        for col in ("tokens_per_s", "flops_per_s"):
+            if col in out and r.get(col) == r.get(col) and r.get(col) is not None:
+                out.at[i, col] = float(r[col]) * old / new
+        if "time_per_token_s" in out and r.get("time_per_token_s") == r.get("time_per_token_s") \
+                and r.get("time_per_token_s") is not None:
+            out.at[i, "time_per_token_s"] = float(r["time_per_token_s"]) * new / old
+    return out

@@ -19,7 +19,8 @@ Shaped like ``torch.utils.benchmark``: a :class:`Timer` produces an immutable
    wins over ``min_samples`` but not over ``required_samples``: a slow function gives what
    fits, but at least ``required_samples`` samples (default 1, even if that one call is
    longer than the whole budget; the runner's rounds require enough for every cell to end
-   with ``MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not started when the previous one says it would overrun the budget.
+   with ``MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not
+   started when the previous one says it would overrun the budget.
    Worst case wall time of a cell: about ``warmup_max_s + budget_s`` plus one call.
 
 The confidence interval is the distribution-free order-statistic interval of the median
@@ -313,9 +314,10 @@ class Timer:
 
         ``warmup="brief"`` (a later round of a cell whose process stayed warm) runs only
         :meth:`_rewarm`; ``"none"`` skips it (a sample longer than ``rewarm_s`` refills the
-        caches within its first milliseconds); ``calls_per_sample`` keeps a previous round's batching, so samples
-        of all rounds time the same number of calls. ``contention`` measures what else used
-        the CPUs during each sample (``harness.measure.contention``).
+        caches within its first milliseconds); ``calls_per_sample`` keeps a previous
+        round's batching, so samples of all rounds time the same number of calls.
+        ``contention`` measures what else used the CPUs during each sample
+        (``harness.measure.contention``).
         """
         from harness.measure.contention import ContentionMeter
 

@@ -59,6 +59,7 @@ def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
     df["run_dir"] = str(d)
     df["hostname"] = [h or e.get("hostname", "") for h, e in zip(df["host"], env, strict=True)]
     df["device_name"] = [e.get("device_name") or "" for e in env]
+    df["cpu_count"] = [e.get("cpu_count") for e in env]  # to judge contention later
     df["device_label"] = [device_label(dev, e.get("device_name"))
                           for dev, e in zip(df["device"], env, strict=True)]
     df["thin"] = mark_thin(df)
