@@ -118,3 +118,25 @@ def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
     assert r["time_median_s"] == pytest.approx(float(np.median(quiet)))
     assert r["tokens_per_s"] == pytest.approx(8 / float(np.median(quiet)))
     assert df.iloc[0]["samples"] == samples  # the input is untouched
+
+
+def test_speedup_drift_reports_the_largest_move(tmp_path, capsys):
+    from harness.store.records import Cell, Record
+    from harness.store.rundir import ResultStore
+    from tests.speedup_drift import drift_table, main
+
+    def run(name: str, fast_time: float) -> str:
+        store = ResultStore(tmp_path / name).ensure()
+        store.write_env({"device_name": "cpu: test", "hostname": "h", "cpu_count": 2})
+        for arch, t in (("lmu", 1.0), ("fast", fast_time)):
+            cell = Cell.make(arch=arch, workload="train", seq_len=256, batch=16)
+            store.append(Record.for_cell(cell, "ok", samples=[t] * 5, n_samples=5,
+                                         time_median_s=t))
+        return str(tmp_path / name)
+
+    a, b, c = run("a", 0.5), run("b", 0.55), run("c", 0.4)  # speedups 2.0, 1.818, 2.5
+    table = drift_table([a, b, c])
+    assert table["max_move"].item() == pytest.approx(0.25)
+    assert main([a, b, c]) == 0
+    assert "25.0%" in capsys.readouterr().out
+    assert main([a]) == 2
