@@ -43,11 +43,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem-cap-gb", type=float, help="CPU memory cap per cell, GiB")
     p.add_argument("--rounds", type=int,
                    help="interleaved rounds per cell (samples pooled; default 5, or the suite's)")
+    p.add_argument("--precision", choices=["strict", "tf32"],
+                   help="float32 matmul/conv precision of every cell (default strict: no TF32; "
+                        "fused kernels that compute float32 in TF32 are then not used)")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run settings given as flags; their ranges are checked by ``RunSettings``."""
     s: dict[str, Any] = {}
+    if args.precision:
+        s["precision"] = args.precision
     for name in ("budget_s", "timeout_s", "mem_cap_gb"):
         v = getattr(args, name)
         if v is not None:

@@ -31,6 +31,7 @@ from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trac
 import architectures
 import workloads
 from harness.profile.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, long_rows
+from harness.run import devices
 from harness.store.records import Cell
 from workloads.base import Prepared
 
@@ -94,10 +95,9 @@ class CellProfile:
 def prepare_cell(cell: Cell, seed: int) -> Prepared:
     """Build and prepare ``cell`` exactly as the runner's worker does (same seed, dtype,
     device and compile mode), so a profile shows the work that was timed."""
-    device = torch.device(cell.device)
+    device = devices.enter(cell.device)  # cuda → cuda:<index>: set_device needs one
+    devices.set_float32_policy(devices.DEFAULT_POLICY)  # as a default run's cells
     dtype = getattr(torch, cell.dtype)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     torch.manual_seed(seed)
     model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
     model = model.to(device=device, dtype=dtype)

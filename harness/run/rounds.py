@@ -85,7 +85,7 @@ def pooled_fields(
 
     ``static`` holds ``params``, ``peak_mem_bytes``, ``peak_reserved_bytes``, ``flops``,
     ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
-    or None) and optionally ``state_bytes``.
+    or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``.
     """
     from harness.measure.contention import cell_contended, contended_samples
     from harness.measure.timing import MIN_SAMPLES, Measurement
@@ -126,7 +126,10 @@ def pooled_fields(
         contention=list(pool.contention),
         contended=contended,
         thin=m.n < MIN_SAMPLES,
-        message=message + (" CONTENDED" if contended else ""),
+        message=message + (" CONTENDED" if contended else "")
+        + (f"; {static['kernel_note']}" if static.get("kernel_note") else ""),
+        kernel_path=static.get("kernel_path", ""),  # which implementation ran (worker)
+        precision=static.get("precision", ""),  # the float32 policy it ran under
     )
     if static.get("state_bytes") is not None:
         out["state_bytes"] = int(static["state_bytes"])

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from architectures.optional import POLICIES
 from harness.errors import UsageError
 from harness.measure.timing import TimingConfig
 
@@ -30,6 +31,9 @@ class RunSettings:
     plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
     rounds: int = 5  # interleaved rounds each timed cell's samples are taken in
     warm_mem_gb: float = 0.0  # RSS idle warm cell processes may hold (0: half of free RAM)
+    # float32 matmul/conv precision of every cell, set explicitly in each cell process:
+    # "strict" (IEEE) or "tf32" (harness.run.devices.set_float32_policy)
+    precision: str = "strict"
 
     def __post_init__(self) -> None:
         if isinstance(self.plugins, str) or not all(isinstance(p, str) for p in self.plugins):
@@ -73,6 +77,9 @@ class RunSettings:
                 f"the cell timeout (timeout_s, --timeout-s) {self.timeout_s:g} s, which also "
                 "covers building and warming up: every cell would time out"
             )
+        if self.precision not in POLICIES:
+            raise UsageError(f"unknown precision {self.precision!r}; valid choices: "
+                             f"{', '.join(POLICIES)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> RunSettings:

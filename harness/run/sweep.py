@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import architectures
+from architectures.optional import kernel_status
 from harness.errors import UsageError
 from harness.run.devices import resolve_device
 from harness.run.launchers import validate_launcher
@@ -122,6 +123,8 @@ def execute(
                     "settings": p.settings.__dict__, "cells": len(p.cells)}
     archs = sorted({c.arch for c in p.cells})
     env["adapters"] = {a: architectures.info(a).to_dict() for a in archs}
+    env["float32_policy"] = p.settings.precision  # set explicitly in every cell process
+    env["kernels"] = kernel_status()  # fused kernels importable here (each record: kernel_path)
     store.note_env(env)
     return run_local(
         p.cells, p.settings, store, slots=slots, threads=threads,

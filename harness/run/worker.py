@@ -21,10 +21,12 @@ import torch
 
 import architectures
 import workloads
+from architectures.optional import KernelLog, kernel_log
 from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
 from harness.measure.timing import MIN_SAMPLES, Timer, TimingConfig
+from harness.run import devices
 from harness.run.plugins import load_plugins
 from harness.run.rounds import Pool, pooled_fields, samples_needed
 from harness.run.settings import RunSettings
@@ -85,15 +87,21 @@ class Prepared:
     static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
 
 
+def enter_cell(cell: Cell, settings: RunSettings) -> torch.device:
+    """Select the cell's device (CUDA: by index, as ``set_device`` needs) and set the run's
+    float32 policy explicitly; returns the device with its index."""
+    device = devices.enter(cell.device)
+    devices.set_float32_policy(settings.precision)
+    torch.manual_seed(settings.seed)
+    return device
+
+
 def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
     """Build, move, compile and prepare ``cell`` (a timed workload), run its first call."""
-    device = torch.device(cell.device)
+    device = enter_cell(cell, settings)
     dtype = getattr(torch, cell.dtype)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.manual_seed(settings.seed)
     workload = workloads.get(cell.workload)
-    with MemoryTracker(device) as mem:
+    with MemoryTracker(device) as mem, kernel_log() as kernels:
         model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
         params = model.num_params()
         model = model.to(device=device, dtype=dtype)
@@ -105,20 +113,27 @@ def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
             seed=settings.seed,
         )
         # the first call, inside the tracker (activations, grads, optimizer state), with
-        # its FLOPs counted: no extra call is spent on counting
+        # its FLOPs counted: no extra call is spent on counting. Not for a compiled model:
+        # dynamo does not compile under an active dispatch mode (FlopCounterMode) and marks
+        # the frame skipped, so the cell would time eager code.
         first: list[Any] = []  # the first call's outputs (or loss), checked before timing
 
         def run_once() -> Any:
             first.append(prep.run())
             return first[-1]
 
-        flops = count_flops(run_once) if settings.count_flops and prep.count_flops else None
+        counting = settings.count_flops and prep.count_flops
+        compiled = cell.compile != "none"
+        flops = count_flops(run_once) if counting and not compiled else None
         if flops is None:
             run_once()  # not counted (or counting failed part-way): the plain first call
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         check_finite(first[-1])
+    if counting and compiled:
+        flops = _eager_flops(prep.run)
     static: dict[str, Any] = dict(
+        **_kernel_fields(kernels, settings),
         params=params,
         peak_mem_bytes=mem.peak_bytes,
         peak_reserved_bytes=mem.reserved_bytes,
@@ -129,6 +144,23 @@ def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
     if "state_bytes" in prep.extras:
         static["state_bytes"] = int(prep.extras["state_bytes"])
     return Prepared(prep.run, device, static)
+
+
+def _eager_flops(run: Callable[[], object]) -> float | None:
+    """FLOPs of one call of a compiled model run eagerly (``set_stance("force_eager")``,
+    torch >= 2.6), counted after compilation so it cannot stop it; None without it."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is None:
+        return None
+    with set_stance("force_eager"):
+        return count_flops(run)
+
+
+def _kernel_fields(kernels: KernelLog, settings: RunSettings) -> dict[str, Any]:
+    """Which implementation ran (fused package + version, or "pytorch"), under which
+    float32 policy, and why an installed fused kernel was not used (for the message)."""
+    return dict(kernel_path=kernels.path, precision=settings.precision,
+                kernel_note=kernels.note())
 
 
 def measure_round(
@@ -176,11 +208,12 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
     The runner interleaves the rounds of many cells instead (``harness.run.runner``)."""
     workload = workloads.get(cell.workload)
     if getattr(workload, "kind", "timed") == "task":
-        device = torch.device(cell.device)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.manual_seed(settings.seed)
-        return measure_task(cell, settings, workload)
+        device = enter_cell(cell, settings)
+        with kernel_log() as kernels:
+            out = measure_task(cell, settings, workload, device)
+        k = _kernel_fields(kernels, settings)
+        note = k.pop("kernel_note")
+        return {**out, **k, "message": f"{out['message']}; {note}" if note else out["message"]}
     p = prepare_cell(cell, settings)
     pool = Pool()
     first: dict[str, Any] = {}
@@ -196,11 +229,12 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
                          stop_reason=info["stop_reason"], calls_per_sample=info["k"])
 
 
-def measure_task(cell: Cell, settings: RunSettings, workload: Any) -> dict[str, Any]:
+def measure_task(cell: Cell, settings: RunSettings, workload: Any,
+                 device: torch.device) -> dict[str, Any]:
     """Train ``cell``'s model on a task workload; Record fields with its ``metrics``.
 
     ``time_median_s`` is the median training step (its samples are every step's time)."""
-    device, dtype = torch.device(cell.device), getattr(torch, cell.dtype)
+    dtype = getattr(torch, cell.dtype)
     opts, adapter_overrides = workload.split(dict(cell.overrides))
 
     def clock() -> float:

@@ -11,8 +11,10 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 
+import torch
+
 from harness.errors import UsageError
-from harness.run.devices import parse_devices
+from harness.run.devices import index_of, parse_devices
 from harness.run.launchers import cells_to_run
 from harness.run.runner import run_cells
 from harness.run.settings import RunSettings
@@ -29,23 +31,40 @@ def usable_cores() -> int:
 
 
 def worker_slots(device: str, workers: int, devices: list[str] | None) -> tuple[list[str], int]:
-    """Concurrent slots and torch threads per cell process.
+    """Concurrent slots and torch threads per cell process (0: torch's default).
 
-    CPU: ``workers`` slots sharing the usable cores evenly. CUDA: one slot per listed
-    device (or ``workers`` slots on ``device``).
+    One cell per GPU at a time, since concurrent cells on one GPU time each other:
+    ``--device cuda`` with ``--workers N`` takes the first min(N, GPU count) GPUs (the
+    plain ``cuda`` slot when that is one), ``cuda:K`` is one slot whatever N, and a GPU
+    listed twice in ``--devices`` is refused. CPU slots, from ``--workers`` or from
+    ``--devices cpu,cpu``, share the usable cores evenly: threads = cores / CPU slots.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {workers!r}")
     if devices:
-        return parse_devices(devices), 0
-    if device.startswith("cuda"):
-        return [device] * workers, 0
-    cores = usable_cores()
-    if workers > cores:
-        warnings.warn(f"--workers {workers} capped to {cores}: this process may use {cores} "
-                      "core(s), and more workers would only share them", stacklevel=2)
-        workers = cores
-    return ["cpu"] * workers, _threads(workers)
+        slots = parse_devices(devices)
+        seen: dict[str, str] = {}
+        for s in slots:
+            if s.startswith("cuda"):
+                gpu = str(index_of(s))
+                if gpu in seen:
+                    raise UsageError(f"--devices lists {gpu} twice ({seen[gpu]!r} and {s!r}); "
+                                     "one cell runs on a GPU at a time")
+                seen[gpu] = s
+    elif device == "cuda":
+        n = min(workers, torch.cuda.device_count())
+        slots = ["cuda"] if n <= 1 else [f"cuda:{i}" for i in range(n)]
+    elif device.startswith("cuda"):
+        slots = [device]
+    else:
+        cores = usable_cores()
+        if workers > cores:
+            warnings.warn(f"--workers {workers} capped to {cores}: this process may use "
+                          f"{cores} core(s), and more workers would only share them",
+                          stacklevel=2)
+            workers = cores
+        slots = ["cpu"] * workers
+    return slots, _threads(sum(s == "cpu" for s in slots))
 
 
 def _threads(workers: int) -> int:
