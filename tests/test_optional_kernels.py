@@ -203,3 +203,25 @@ def test_absent_packages_are_reported_not_raised():
     assert missing.refusal("cpu", torch.float32) == "not on cuda"
     assert set(kernel_status()) == {"mamba-ssm", "fla-linear-attn", "fla-delta-rule"}
     assert FLA_DELTA_RULE.refusal("cpu", torch.bfloat16) == "not on cuda"
+
+
+def test_kernel_checks_run_each_installed_kernel_against_its_reference(fakes):
+    from architectures.kernel_checks import check_kernels
+
+    calls = Calls()
+    fakes({**make_mamba("2.2.4", built=True, calls=calls), **make_fla("0.6.0", calls)})
+    rows = {r.kernel: r for r in check_kernels("cpu")}
+    assert set(calls.counts) == {"selective_scan_cuda.fwd", "chunk_linear_attn",
+                                 "chunk_delta_rule"}
+    for r in rows.values():
+        assert r.rel_err is not None and r.passed, r
+    assert rows["mamba-ssm"].label == "mamba-ssm 2.2.4" and rows["mamba-ssm"].dtype == "float32"
+    assert rows["fla-delta-rule"].dtype == "bfloat16"
+
+
+def test_kernel_checks_skip_what_cannot_run():
+    from architectures.kernel_checks import check_kernels
+
+    rows = check_kernels("cpu")
+    assert [r.skipped for r in rows] == ["not on cuda"] * 3
+    assert all(r.passed for r in rows)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.cli.compare", "compare two runs cell by cell, flag regressions"),
     "profile": ("harness.cli.profile", "torch.profiler traces for TensorBoard, time breakdown"),
     "status": ("harness.cli.status", "done / running / failed / pending counts of a sweep"),
+    "selftest": ("harness.cli.selftest", "check this installation on a device, end in a verdict"),
 }
 
 EPILOG = """\
@@ -29,7 +30,8 @@ EPILOG = """\
   harness/cli/       one module per command (+ args.py: list and --set parsing)
   harness/report/    tables, figures, compare, summary   harness/profile/  torch.profiler
   harness/run/       suites, sweep, runner, worker, launchers, plugins
-  harness/measure/   timing, memory, FLOPs, calibration  harness/store/    records, run dirs"""
+  harness/measure/   timing, memory, FLOPs, calibration  harness/store/    records, run dirs
+  harness/selftest/  the selftest command's stages"""
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:

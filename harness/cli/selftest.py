@@ -1,0 +1,64 @@
+"""``python -m harness selftest [--device D] [--out DIR]``: check this installation on a
+device (environment, adapter contract, fused kernels, timer, a short sweep and its report)
+and end in a one-line verdict; exit 0 only when every stage passed.
+
+It needs only the project's own dependencies, no nox, asv or network. On a node without
+network whose Python lacks some of them, it names them and says how to carry wheels over
+(``pip download`` elsewhere, ``pip install --no-index --find-links``)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+from harness.errors import UsageError, choice
+
+DEFAULT_ROOT = Path("results") / "selftest"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
+    p.add_argument("--out", help="output directory, new or empty "
+                                 "(default results/selftest/<time>-<device>)")
+    p.add_argument("--baseline", default="lmu",
+                   help="architecture the sweep's speedups are relative to (default lmu)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.selftest import missing_packages, offline_install_hint
+
+    missing = missing_packages()
+    if missing:  # before anything imports them: one line, not a traceback
+        print(f"selftest FAIL: {offline_install_hint(missing)}")
+        return 1
+    from harness.run.devices import resolve_device
+    from harness.selftest import SelftestConfig, run_selftest, verdict
+
+    device = resolve_device(args.device)
+    archs = suite_archs(device)
+    if args.baseline not in archs:
+        raise choice("baseline (not in the selftest sweep)", args.baseline, archs)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else DEFAULT_ROOT / f"{stamp}-{device.replace(':', '')}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {str(out)!r} exists and is not an empty directory; "
+                         "selftest writes a fresh one (choose a new path)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {str(out)!r}: {exc}") from None
+    checks = run_selftest(device, out, SelftestConfig(baseline=args.baseline))
+    print(f"\ndetails: {out / 'selftest.md'}")
+    print(verdict(checks, device))
+    return 0 if all(c.passed for c in checks) else 1
+
+
+def suite_archs(device: str) -> list[str]:
+    """The architectures of the selftest sweep on ``device``'s kind."""
+    from harness.run.suites import load_suite
+    from harness.selftest import SUITE
+
+    section = load_suite(SUITE).sections["cuda" if device.startswith("cuda") else "cpu"]
+    return sorted({a for g in section["grid"] for a in (g["arch"] if isinstance(g["arch"], list)
+                                                          else [g["arch"]])})
