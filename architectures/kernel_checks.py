@@ -54,8 +54,8 @@ def _inputs(device: torch.device, dtype: torch.dtype, seed: int = 0):
     u, delta = rand(B, N, 16), F.softplus(rand(B, N, 16))
     A = -torch.rand(16, 16, generator=g, dtype=torch.float64) - 0.5
     Bm, Cm, D = rand(B, N, 16), rand(B, N, 16), rand(16)
-    move = (lambda t: t.to(device, dtype))
-    return ([move(t) for t in (q, k, v, beta)], [move(t) for t in (u, delta, A, Bm, Cm, D)])
+    heads = [t.to(device, dtype) for t in (q, k, v, beta)]
+    return heads, [t.to(device, dtype) for t in (u, delta, A, Bm, Cm, D)]
 
 
 # kernel → (dtype it is checked in, bound on the relative error). bfloat16 has 8 mantissa

@@ -7,10 +7,11 @@ Per channel ``d`` and state ``s`` (Gu & Dao 2023, zero-order hold on A, Euler on
 
 The recurrence ``h_t = a_t h_{t-1} + b_t`` is associative in the pairs ``(a, b)``, so
 ``architectures.scans.linear_scan`` (shared with minGRU's reference) computes it with a
-work-efficient parallel scan: O(n) work, O(log n) sequential depth, no loop over time. ``selective_scan_ref`` is the
-loop over time, written to be obviously right, for tests. When ``mamba-ssm`` is
-installed and the tensors are on CUDA, its fused kernel (which keeps the states in SRAM
-instead of materialising ``(batch, n, d_inner, d_state)``) is used instead.
+work-efficient parallel scan: O(n) work, O(log n) sequential depth, no loop over time.
+``selective_scan_ref`` is the loop over time, written to be obviously right, for tests.
+When ``mamba-ssm`` is installed and the tensors are on CUDA, its fused kernel (which keeps
+the states in SRAM instead of materialising ``(batch, n, d_inner, d_state)``) is used
+instead (``architectures.optional`` says when).
 """
 
 from __future__ import annotations

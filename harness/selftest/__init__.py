@@ -119,14 +119,15 @@ def check_contract(device: str, archs: tuple[str, ...] | None) -> Check:
     names = list(archs or architectures.available())
     results = [check_adapter(n, device) for n in names]
     failed = [r for r in results if not r.passed]
-    lines = ["| adapter | causal leak | step − forward | float32 − float64 | result |",
-             "|---|---|---|---|---|"]
+    lines = ["| adapter | causal leak | forward_last − last | step − forward | "
+             "float32 − float64 | result |", "|---|---|---|---|---|---|"]
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.1e}"
 
     for r in results:
-        lines.append(f"| {r.arch} | {fmt(r.causal_leak)} | {fmt(r.step_err)} | "
+        lines.append(f"| {r.arch} | {fmt(r.causal_leak)} | {fmt(r.last_err)} | "
+                     f"{fmt(r.step_err)} | "
                      f"{fmt(r.f32_err)} | {'ok' if r.passed else '; '.join(r.failures)} |")
     summary = (f"{len(results) - len(failed)}/{len(results)} adapters keep the contract"
                + (f"; failed: {', '.join(f'{r.arch} ({r.failures[0]})' for r in failed)}"
@@ -241,9 +242,9 @@ def check_sweep(device: str, out: Path, config: SelftestConfig,
     lines += [f"- {r.arch} {r.workload} n={r.seq_len}: {r.status}: {r.message[:160]}"
               for r in bad]
     ok = not bad and not missing
-    summary = (f"{len(records) - len(bad)}/{len(p.cells)} cells ok"
-               + (f"; not ok: {', '.join(f'{r.arch}/{r.workload}/n{r.seq_len} {r.status}' for r in bad[:5])}"  # noqa: E501
-                  if bad else ""))
+    failed = ", ".join(f"{r.arch}/{r.workload}/n{r.seq_len} {r.status}" for r in bad[:5])
+    summary = f"{len(records) - len(bad)}/{len(p.cells)} cells ok" + (
+        f"; not ok: {failed}" if bad else "")
     return Check("sweep", ok, summary, lines=lines,
                  data={"cells": len(p.cells), "ok": len(records) - len(bad)})
 

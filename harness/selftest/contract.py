@@ -2,9 +2,9 @@
 
 The same promises tests/test_contract.py holds adapters to on the CPU, asked of an
 installation on the device it will measure on (cuDNN, cuFFT and fused kernels differ
-from the CPU's): output shape and finiteness, causality, step() == forward, and float32
-tracking float64 with the same weights. Tiny preset, at a non-reference input/output
-size so feature-size mix-ups show.
+from the CPU's): output shape and finiteness, causality, forward_last == the full path's
+last position, step() == forward, and float32 tracking float64 with the same weights.
+Tiny preset, at a non-reference input/output size so feature-size mix-ups show.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class ContractResult:
     failures: list[str] = field(default_factory=list)
     causal_leak: float | None = None  # largest change before the perturbed step
     step_err: float | None = None  # largest |step - forward|
+    last_err: float | None = None  # largest |forward_last - forward[:, -1]|
     f32_err: float | None = None  # largest |float32 - float64| / (atol + rtol |float64|)
 
     @property
@@ -79,6 +80,13 @@ def _check(name: str, device: torch.device, res: ContractResult) -> None:
                                 f"{res.causal_leak:.2e}")
         if (y2[:, CAUSAL_T:] - y[:, CAUSAL_T:]).abs().max().item() <= 1e-6:
             res.failures.append(f"perturbing x_{CAUSAL_T} changed nothing after it")
+        last = model.forward_last(x)
+        err = (last - y[:, -1]).abs()
+        res.last_err = err.max().item()
+        bound = STEP_ATOL + STEP_RTOL * y[:, -1].abs()
+        if tuple(last.shape) != (BATCH, OUT) or (err > bound).any():
+            res.failures.append(f"forward_last differs from forward[:, -1] by "
+                                f"{res.last_err:.2e}")
         if model.info.stepwise:
             state = model.init_state(BATCH, device=device, dtype=f64)
             ys = []
