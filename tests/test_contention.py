@@ -20,19 +20,22 @@ from tests.loadgen import BurstyLoad, schedule
 
 
 class FakeProc:
-    """A scripted /proc/stat: each read advances wall by ``dt`` with given rates (cores)."""
+    """A scripted machine: ``clock()`` advances fake time by ``dt``; ``read()`` gives the
+    cumulative /proc/stat view at that time for constant rates (in cores)."""
 
     def __init__(self, dt: float, busy: float, own: float, steal: float = 0.0) -> None:
-        self.t = CpuTimes(0.0, 0.0, 0.0, 0.0)
-        self.dt, self.busy, self.own, self.steal = dt, busy, own, steal
+        self.now, self.dt = 0.0, dt
+        self.busy, self.own, self.steal = busy, own, steal
         self.reads = 0
 
-    def __call__(self) -> CpuTimes:
+    def clock(self) -> float:
+        self.now += self.dt
+        return self.now
+
+    def read(self) -> CpuTimes:
         self.reads += 1
-        t = self.t
-        self.t = CpuTimes(t.wall + self.dt, t.busy + self.busy * self.dt,
-                          t.steal + self.steal * self.dt, t.own + self.own * self.dt)
-        return t
+        t = self.now
+        return CpuTimes(t, self.busy * t, self.steal * t, self.own * t)
 
 
 def test_others_is_busy_minus_own_plus_steal():
@@ -42,14 +45,16 @@ def test_others_is_busy_minus_own_plus_steal():
 
 
 def test_meter_windows_assign_one_value_to_each_sample():
-    # every read advances 0.05 s; machine busy 1.8 cores, ours 1.0, steal 0.1
-    meter = ContentionMeter(window_s=0.2, reader=FakeProc(0.05, busy=1.8, own=1.0, steal=0.1))
+    # each clock reading advances 0.05 s; machine busy 1.8 cores, ours 1.0, steal 0.1
+    proc = FakeProc(0.05, busy=1.8, own=1.0, steal=0.1)
+    meter = ContentionMeter(window_s=0.2, reader=proc.read, clock=proc.clock)
     for _ in range(7):
         meter.begin()
         meter.end()
     values = meter.values()
     assert len(values) == 7
     assert values == pytest.approx([0.9] * 7)
+    assert proc.reads < 7  # /proc/stat is read per window, not per sample
 
 
 def test_meter_records_nothing_without_proc_stat():

@@ -82,18 +82,22 @@ class ContentionMeter:
     """Per-sample contention, measured over windows of at least ``window_s``.
 
     Call :meth:`begin` right before a sample and :meth:`end` right after it (outside the
-    timed region: reading ``/proc/stat`` costs tens of microseconds); :meth:`values` closes
-    the last window and returns one value per sample (empty where nothing can be read).
+    timed region); ``/proc/stat`` is read only when a window opens and closes (tens of
+    microseconds each), not per sample. :meth:`values` closes the last window and returns
+    one value per sample (empty where nothing can be read).
     """
 
     def __init__(
         self,
         window_s: float = WINDOW_S,
         reader: Callable[[], CpuTimes | None] = read_cpu_times,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.window_s = window_s
         self._read = reader
+        self._clock = clock
         self._start: CpuTimes | None = None
+        self._opened = 0.0
         self._pending = 0  # samples in the open window
         self._values: list[float] = []
         self._dead = False
@@ -102,6 +106,7 @@ class ContentionMeter:
         if self._dead or self._start is not None:
             return
         self._start = self._read()
+        self._opened = self._clock()
         if self._start is None:
             self._dead = True
 
@@ -109,12 +114,13 @@ class ContentionMeter:
         if self._dead or self._start is None:
             return
         self._pending += 1
+        if self._clock() - self._opened < self.window_s:
+            return
         now = self._read()
         if now is None:
             self._dead = True
             return
-        if now.wall - self._start.wall >= self.window_s:
-            self._close(now)
+        self._close(now)
 
     def _close(self, now: CpuTimes) -> None:
         assert self._start is not None
