@@ -49,8 +49,8 @@ def test_nan_outputs_are_nonfinite_and_never_a_speedup(tmp_path, capsys, workloa
     assert "NaN or infinity" in nan.message and nan.time_median_s is None and not nan.samples
     assert "non-finite" in printed.out and "×" not in printed.out  # the summary's speedups
 
-    from harness.store.load import load_run
     from harness.report.tables import speedup_table
+    from harness.store.load import load_run
 
     table = speedup_table(load_run(out), "test-ok", n_resamples=50)
     row = table[table["arch"] == "test-nan"].iloc[0]

@@ -28,10 +28,8 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
-import architectures
-import workloads
 from harness.profile.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, long_rows
-from harness.run import devices
+from harness.run.cell import enter_cell, prepare_timed
 from harness.store.records import Cell
 from workloads.base import Prepared
 
@@ -95,18 +93,8 @@ class CellProfile:
 def prepare_cell(cell: Cell, seed: int) -> Prepared:
     """Build and prepare ``cell`` exactly as the runner's worker does (same seed, dtype,
     device and compile mode), so a profile shows the work that was timed."""
-    device = devices.enter(cell.device)  # cuda → cuda:<index>: set_device needs one
-    devices.set_float32_policy(devices.DEFAULT_POLICY)  # as a default run's cells
-    dtype = getattr(torch, cell.dtype)
-    torch.manual_seed(seed)
-    model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
-    model = model.to(device=device, dtype=dtype)
-    if cell.compile != "none":
-        model = torch.compile(model, mode=cell.compile)
-        model.info = architectures.info(cell.arch)  # type: ignore[attr-defined]
-    return workloads.get(cell.workload).prepare(
-        model, batch=cell.batch, seq_len=cell.seq_len, device=device, dtype=dtype, seed=seed,
-    )
+    # the default float32 policy, as a default run's cells
+    return prepare_timed(cell, enter_cell(cell, seed), seed)[0]
 
 
 def _activities(device: torch.device) -> list[ProfilerActivity]:

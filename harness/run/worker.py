@@ -19,14 +19,13 @@ from typing import Any
 
 import torch
 
-import architectures
 import workloads
 from architectures.optional import KernelLog, kernel_log
 from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
-from harness.measure.timing import MIN_SAMPLES, Timer, TimingConfig
-from harness.run import devices
+from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
+from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
 from harness.run.plugins import load_plugins
 from harness.run.rounds import Pool, pooled_fields, samples_needed
 from harness.run.settings import RunSettings
@@ -87,31 +86,12 @@ class Prepared:
     static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
 
 
-def enter_cell(cell: Cell, settings: RunSettings) -> torch.device:
-    """Select the cell's device (CUDA: by index, as ``set_device`` needs) and set the run's
-    float32 policy explicitly; returns the device with its index."""
-    device = devices.enter(cell.device)
-    devices.set_float32_policy(settings.precision)
-    torch.manual_seed(settings.seed)
-    return device
-
-
 def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
     """Build, move, compile and prepare ``cell`` (a timed workload), run its first call."""
-    device = enter_cell(cell, settings)
-    dtype = getattr(torch, cell.dtype)
-    workload = workloads.get(cell.workload)
+    at = enter_cell(cell, settings.seed, settings.precision)
+    device = at.device
     with MemoryTracker(device) as mem, kernel_log() as kernels:
-        model = architectures.build(cell.arch, preset=cell.preset, **dict(cell.overrides))
-        params = model.num_params()
-        model = model.to(device=device, dtype=dtype)
-        if cell.compile != "none":
-            model = torch.compile(model, mode=cell.compile)
-            model.info = architectures.info(cell.arch)  # type: ignore[attr-defined]
-        prep = workload.prepare(
-            model, batch=cell.batch, seq_len=cell.seq_len, device=device, dtype=dtype,
-            seed=settings.seed,
-        )
+        prep, params = prepare_timed(cell, at, settings.seed)
         # the first call, inside the tracker (activations, grads, optimizer state), with
         # its FLOPs counted: no extra call is spent on counting. Not for a compiled model:
         # dynamo does not compile under an active dispatch mode (FlopCounterMode) and marks
@@ -208,9 +188,9 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
     The runner interleaves the rounds of many cells instead (``harness.run.runner``)."""
     workload = workloads.get(cell.workload)
     if getattr(workload, "kind", "timed") == "task":
-        device = enter_cell(cell, settings)
+        at = enter_cell(cell, settings.seed, settings.precision)
         with kernel_log() as kernels:
-            out = measure_task(cell, settings, workload, device)
+            out = measure_task(cell, settings, workload, at)
         k = _kernel_fields(kernels, settings)
         note = k.pop("kernel_note")
         return {**out, **k, "message": f"{out['message']}; {note}" if note else out["message"]}
@@ -230,11 +210,11 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
 
 
 def measure_task(cell: Cell, settings: RunSettings, workload: Any,
-                 device: torch.device) -> dict[str, Any]:
+                 at: Placement) -> dict[str, Any]:
     """Train ``cell``'s model on a task workload; Record fields with its ``metrics``.
 
     ``time_median_s`` is the median training step (its samples are every step's time)."""
-    dtype = getattr(torch, cell.dtype)
+    device, dtype = at.device, at.dtype
     opts, adapter_overrides = workload.split(dict(cell.overrides))
 
     def clock() -> float:
@@ -243,25 +223,19 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any,
         return time.perf_counter()
 
     with MemoryTracker(device) as mem:
-        model = architectures.build(cell.arch, preset=cell.preset,
-                                    **{**adapter_overrides, **workload.io(opts)})
-        model = model.to(device=device, dtype=dtype)
-        if cell.compile != "none":
-            info = model.info
-            model = torch.compile(model, mode=cell.compile)
-            model.info = info  # type: ignore[attr-defined]
+        model, _ = build_model(cell, at, {**adapter_overrides, **workload.io(opts)})
         res, params = workload.run_task(model, opts, batch=cell.batch, seq_len=cell.seq_len,
                                         device=device, dtype=dtype, seed=settings.seed,
                                         clock=clock)
     t = res.step_times_s
     diverged = res.stopped_by == "diverged"  # a non-finite train or test loss
-    median = statistics.median(t) if t else None
-    q1, _, q3 = statistics.quantiles(t, n=4) if len(t) > 1 else (None, None, None)
+    m = Measurement.from_samples(t, noise_threshold=settings.noise_threshold) if t else None
+    median = m.median if m else None
     return dict(
         params=params,
         time_median_s=median,
-        time_iqr_s=q3 - q1 if q1 is not None else None,
-        time_min_s=min(t) if t else None,
+        time_iqr_s=m.iqr if m and m.n > 1 else None,
+        time_min_s=m.min if m else None,
         samples=list(t),
         n_samples=res.steps,
         peak_mem_bytes=mem.peak_bytes,
