@@ -58,3 +58,18 @@ def test_command_line_arch_and_workload_select_the_grids_that_mention_them():
     assert {(c.workload, c.batch) for c in odd} == {("stream", 1)}
     anywhere = s.cells("cpu", only={"arch": ["minlstm"], "workload": ["forward"], "seq_len": [8]})
     assert {c.arch for c in anywhere} == {"minlstm"} and anywhere
+
+
+def test_paper_and_bench_suites_run_the_papers_classify_experiment():
+    """paper: classify at psMNIST's n = 784, batch 100, and a length sweep, with the
+    same-model recurrence beside the parallel LMU; bench: a classify row."""
+    for device in ("cpu", "cuda"):
+        cells = [c for c in load_suite("paper").cells(device) if c.workload == "classify"]
+        at_784 = {c.arch for c in cells if (c.seq_len, c.batch, c.preset) == (784, 100, "small")}
+        assert {"lmu", "lmu-seq", "lmu-fft", "lmu-chunked"} <= at_784
+        sweep = {c.seq_len for c in cells if c.arch == "lmu-fft" and c.preset == "small"}
+        assert len(sweep) >= 4 and min(sweep) == 784
+        assert {c.arch for c in cells if c.preset == "paper-psmnist"} == {"lmu", "lmu-fft"}
+    bench = [c for c in load_suite("bench").cells("cpu") if c.workload == "classify"]
+    assert {c.arch for c in bench} >= {"lmu", "lmu-seq", "lmu-fft"}
+    assert {c.seq_len for c in bench} == {784}
