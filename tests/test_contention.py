@@ -104,9 +104,9 @@ def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
     from harness.measure.contention import drop_contended
     from harness.store.load import load_runs
     from harness.store.records import Cell, Record
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
 
-    store = ResultStore(tmp_path).ensure()
+    store = RunDir(tmp_path).ensure()
     store.write_env({"device_name": "cpu: test", "hostname": "h", "cpu_count": 2})
     quiet, busy = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0], [3.0, 2.8, 3.2]
     samples = quiet + busy
@@ -127,11 +127,11 @@ def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
 
 def test_speedup_drift_reports_the_largest_move(tmp_path, capsys):
     from harness.store.records import Cell, Record
-    from harness.store.rundir import ResultStore
+    from harness.store.rundir import RunDir
     from tests.speedup_drift import drift_table, main
 
     def run(name: str, fast_time: float) -> str:
-        store = ResultStore(tmp_path / name).ensure()
+        store = RunDir(tmp_path / name).ensure()
         store.write_env({"device_name": "cpu: test", "hostname": "h", "cpu_count": 2})
         for arch, t in (("lmu", 1.0), ("fast", fast_time)):
             cell = Cell.make(arch=arch, workload="train", seq_len=256, batch=16)

@@ -427,3 +427,25 @@ def test_speedup_figure_splits_many_lines_into_family_panels(tmp_path):
     assert len(data_axes) == 3
     assert len({ax.get_ylim() for ax in data_axes}) == 1  # one shared scale
     assert sorted(len(ax.get_legend().get_texts()) for ax in data_axes) == [2, 3, 4]
+
+
+def test_time_figure_family_panels_repeat_the_baseline(tmp_path):
+    from harness.report.figures import plot_vs_length
+    from harness.report.style import arch_styles
+
+    archs = [f"a{i}" for i in range(8)]
+    families = {a: ("x" if i < 5 else "y") for i, a in enumerate(archs)}
+    store = RunDir(tmp_path).ensure()
+    for n in (256, 512, 1024):
+        add(store, "base", n, median=1e-5 * n)
+        for i, a in enumerate(archs):
+            add(store, a, n, median=1e-5 * n / (i + 2))
+    df = load_runs(tmp_path)
+    fig = plot_vs_length(df, "time_median_s", styles=arch_styles(["base", *archs], first="base"),
+                         ylabel="t", families=families, baseline="base")
+    data_axes = [ax for ax in fig.axes if ax.get_ylabel() == "t"]
+    assert len(data_axes) == 2
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in data_axes]
+    assert all(lab[0].startswith("base") for lab in labels)  # the reference in each panel
+    assert [len(lab) for lab in labels] == [6, 4]
+    assert len({ax.get_ylim() for ax in data_axes}) == 1

@@ -220,6 +220,8 @@ def write_figures(
                         width=w,
                         ylabel=TIME_LABEL.get(wl, "time per call ({unit})"),
                         metric=METRICS["time_median_s"],
+                        families=arch_families(g["arch"].unique()),
+                        baseline=baseline,
                     ),
                 )
             )
@@ -235,6 +237,8 @@ def write_figures(
                         width=w,
                         ylabel="peak memory ({unit})",
                         metric=METRICS["peak_mem_bytes"],
+                        families=arch_families(g["arch"].unique()),
+                        baseline=baseline,
                     ),
                 )
             )

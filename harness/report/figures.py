@@ -298,8 +298,13 @@ def plot_vs_length(
     fit: bool = True,
     annotate_speedup_over: str | None = None,
     metric: Metric | None = None,
+    families: dict[str, str] | None = None,
+    baseline: str | None = None,
 ) -> Figure:
     """``value`` vs sequence length on log–log axes, one panel per device label.
+
+    With many architectures and ``families``, one panel per device and family (as in
+    :func:`plot_speedup`), each with ``baseline``'s line for reference, on one y scale.
 
     With ``fit`` each legend entry carries the arch's fitted exponent over the lengths it
     completed. ``annotate_speedup_over`` writes, at each arch's longest length where it and
@@ -313,21 +318,29 @@ def plot_vs_length(
         ylabel = ylabel.format(unit=unit)
     devices = sorted(df["device_label"].unique())
     archs = [a for a in styles if a in set(df["arch"])]
+    others = [a for a in archs if a != baseline]
+    specs = speedup_panels(devices, others, families)
+    if len(specs) > len(devices) and baseline in archs:  # family panels: baseline in each
+        specs = [(t, dev, [baseline, *members]) for t, dev, members in specs]
+    elif len(specs) == len(devices):
+        specs = [(t, dev, archs) for t, dev, _ in specs]
     statuses = set(df["status"]) & set(FAILED)
-    n_items = (len(archs) + len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
-               + _any_thin(df))
-    ncol = legend_columns(len(devices), width, n_items)
+    extra_items = (len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
+                   + _any_thin(df))
+    n_items = max(len(members) for _, _, members in specs) + extra_items
+    ncol = legend_columns(len(specs), width, n_items)
     rows = _strip_rows(df)
+    all_ok = df[(df["status"] == "ok") & df[value].notna() & (df[value] > 0)]
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
         legend_rows = math.ceil(n_items / ncol) + bool(annotate_speedup_over)
-        fig, panels = new_figure(len(devices), width, legend_rows, rows)
-        for panel, dev in zip(panels, devices, strict=True):
+        fig, panels = new_figure(len(specs), width, legend_rows, rows)
+        for panel, (title, dev, members) in zip(panels, specs, strict=True):
             ax = panel.ax
-            d = df[df["device_label"] == dev]
+            d = df[(df["device_label"] == dev) & df["arch"].isin(members)]
             ok = d[(d["status"] == "ok") & d[value].notna() & (d[value] > 0)]
             handles = []
             any_noisy = any_thin = False
-            for arch in archs:
+            for arch in members:
                 if not (d["arch"] == arch).any():
                     continue
                 st = styles[arch]
@@ -348,8 +361,9 @@ def plot_vs_length(
                 any_noisy |= _mark_noisy(ax, g, "seq_len", value, st)
                 any_thin |= _mark_thin(ax, g, "seq_len", value)
                 handles.append(_arch_handle(st, label))
-            if not ok.empty:
-                _set_value_axis(ax, ok[value].min(), ok[value].max())
+            scale = all_ok if len(specs) > len(devices) else ok  # family panels: one scale
+            if not scale.empty:
+                _set_value_axis(ax, scale[value].min(), scale[value].max())
             shown = _draw_strip(panel, d, styles, rows)
             note = (
                 f"N× = speedup over {annotate_speedup_over} at the longest common length"
@@ -358,9 +372,9 @@ def plot_vs_length(
             )
             _finish_panel(
                 panel,
-                _title(dev, devices),
+                title,
                 ylabel,
-                d["seq_len"],
+                df.loc[df["device_label"] == dev, "seq_len"],
                 handles + [_noisy_handle()] * any_noisy + [_thin_handle()] * any_thin
                 + _failure_handles(shown),
                 ncol,
