@@ -141,6 +141,7 @@ def test_measured_figures_sit_beside_the_published_ones(run):
     assert "objective: one training step of a last-step classifier" in bound["differs"]
     assert "MSE against random targets, RMSprop published" in bound["differs"]
     assert "n 512" not in bound["differs"] and "batch 16" not in bound["differs"]  # same
+    assert "thin" not in sp["measured"]  # five samples a side
     # a figure no run measured says so, with what would measure it
     assert t.loc["original-lmu-psmnist-accuracy"]["measured"].startswith("not in these runs")
 
@@ -155,3 +156,17 @@ def test_report_prints_the_section(run, tmp_path, preset):
     assert "| `parallel-lmu-training-speedup` | up to 200× |" in section
     assert "up to 400×" in section and "CPU here, CUDA published" in section
     assert "Source: Chilkuri & Eliasmith" in section
+
+
+def test_a_speedup_from_thin_cells_is_marked(tmp_path):
+    from harness.report import load_runs
+
+    root = tmp_path / "thin"
+    store = RunDir(root).ensure()
+    for arch, t in (("lmu", 2.0), ("lmu-fft", 0.01)):
+        cell = Cell.make(arch=arch, workload="classify", seq_len=784, batch=100, device="cpu")
+        store.append(Record.for_cell(cell, "ok", samples=[t], time_median_s=t, time_min_s=t,
+                                     n_samples=1))  # fmt: skip
+    t = published_table(load_runs([root])).set_index("figure")
+    assert t.loc["parallel-lmu-training-speedup"]["measured"].endswith("‡ thin: 1 sample(s)")
+

@@ -152,6 +152,14 @@ def _kind(device: str) -> str:
     return str(device).split(":")[0]
 
 
+def _thin(row: pd.Series, suffix: str = "") -> str:
+    """A mark for a cell resting on too few timed samples (the report's ‡)."""
+    n = row.get(f"n_samples{suffix}")
+    if bool(row.get(f"thin{suffix}", False)):
+        return f" ‡ thin: {n} sample(s)" if n is not None else " ‡ thin"
+    return ""
+
+
 def _speedups(df: pd.DataFrame, fig: Figure) -> list[Measured]:
     stat = fig.measure["statistic"]
     a, b = _ok(df, fig, fig.measure["arch"]), _ok(df, fig, fig.measure["baseline"])
@@ -165,9 +173,10 @@ def _speedups(df: pd.DataFrame, fig: Figure) -> list[Measured]:
         best = float(ratio.max())
         where = f"n = {r['seq_len']}, batch {r['batch']}, preset {r['preset']}, {r['workload']}"
         span = f" (over n = {g['seq_len'].min()}–{g['seq_len'].max()})" if len(g) > 1 else ""
+        thin = _thin(r) or _thin(r, "_base")
         out.append(Measured(
             label, _kind(r["device"]), best,
-            f"{'up to ' if len(g) > 1 else ''}{best:.3g}× at {where}{span}",
+            f"{'up to ' if len(g) > 1 else ''}{best:.3g}× at {where}{span}{thin}",
             {"workload": r["workload"], "seq_len": r["seq_len"], "batch": r["batch"]},
         ))  # fmt: skip
     return out
@@ -205,7 +214,7 @@ def _step_times(df: pd.DataFrame, fig: Figure) -> list[Measured]:
         out.append(Measured(
             label, _kind(r["device"]), v,
             f"{v * 1e3:.3g} ms ({'min' if stat == 'time_min_s' else 'median'} step, "
-            f"n = {r['seq_len']}, batch {r['batch']}, {r['workload']})",
+            f"n = {r['seq_len']}, batch {r['batch']}, {r['workload']}){_thin(r)}",
             {"workload": r["workload"], "seq_len": r["seq_len"], "batch": r["batch"]},
         ))  # fmt: skip
     return out
