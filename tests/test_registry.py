@@ -124,3 +124,12 @@ def test_harness_list_bad_preset_is_a_usage_error():
     assert proc.returncode == 2
     assert "huge" in proc.stderr and "tiny" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_harness_list_a_published_preset_lists_the_adapters_that_have_it():
+    proc = harness("list", "--json", "--preset", "keras-benchmark")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {r["name"] for r in rows} == {"lmu-seq", "lmu-fft", "lmu-conv", "lmu-chunked"}
+    assert {r["params"] for r in rows} == {17_410}
+

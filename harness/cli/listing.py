@@ -11,9 +11,16 @@ from harness.errors import UsageError
 
 
 def registry_rows(preset: str = architectures.DEFAULT_PRESET) -> list[dict]:
-    """One dict per adapter: its info plus the parameter count of ``preset``."""
+    """One dict per adapter that has ``preset``: its info plus that preset's parameter count.
+
+    Size presets exist for every adapter; a published model's preset (``paper-psmnist``)
+    only for the adapters that express it, so only those are listed."""
+    names = [n for n in architectures.available() if preset in architectures.presets(n)]
+    if not names:
+        valid = sorted({p for n in architectures.available() for p in architectures.presets(n)})
+        raise UsageError(f"unknown preset {preset!r}; valid choices: {', '.join(valid)}")
     rows = []
-    for name in architectures.available():
+    for name in names:
         row = architectures.info(name).to_dict()
         try:
             row["params"] = architectures.build(name, preset=preset).num_params()
@@ -37,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    title = f"seqbench adapters (preset {args.preset!r}, params at input 1 / output 10)"
+    title = (f"seqbench adapters (preset {args.preset!r}, params at input 1 / output 10 "
+             "unless the preset sets them)")
     table = Table(title=title)
     table.add_column("name", no_wrap=True, min_width=max(len(r["name"]) for r in rows))
     for col in ("family", "params", "parallel", "step", "time", "memory", "step mem"):
