@@ -56,6 +56,7 @@ class WorkloadInfo:
 class WorkloadSpec:
     info: WorkloadInfo
     factory: Callable[[], Any]  # a fresh workload object (workloads hold no state)
+    owner: Any  # the registered class: registering it again (a re-import) is no conflict
 
 
 _REGISTRY: dict[str, WorkloadSpec] = {}
@@ -67,10 +68,9 @@ def _add(info: WorkloadInfo, factory: Callable[[], Any], owner: Any) -> None:
     if info.kind == "task" and info.metric is None:
         raise ValueError(f"task workload {info.name!r} must declare its metric")
     old = _REGISTRY.get(info.name)
-    if old is not None and getattr(old.factory, "owner", None) is not owner:
+    if old is not None and old.owner is not owner:
         raise ValueError(f"workload {info.name!r} is already registered")
-    factory.owner = owner  # type: ignore[attr-defined]  # re-import of the same class: fine
-    _REGISTRY[info.name] = WorkloadSpec(info, factory)
+    _REGISTRY[info.name] = WorkloadSpec(info, factory, owner)
 
 
 def register(
