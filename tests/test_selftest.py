@@ -124,3 +124,15 @@ def test_cli_baseline_outside_the_sweep_is_one_line(tmp_path, capsys):
                      "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'mamba'" in err[0] and "valid choices: lmu" in err[0]
+
+
+def test_timer_allows_do_bench_to_read_slower_never_faster():
+    from harness.selftest import agrees
+
+    row = _row("matmul a", 1.0)
+    assert agrees(row)
+    row.ratio_triton = 0.6  # harness faster than do_bench: its L2 flush, expected
+    assert agrees(row)
+    row.ratio_triton = 1.3  # harness slower than do_bench: a fault
+    assert not agrees(row)
+    assert not agrees(_row("add b", 1.3))

@@ -162,7 +162,11 @@ def check_timer(device: str, seconds: float, attempts: int) -> Check:
     An operation passes when one reading agrees. One that never agrees fails, unless
     every reading of it was taken while other processes used the cores the timers needed
     (``harness.measure.contention``): then it is *inconclusive*, reported, not failed —
-    a neighbour's load is not a timer fault, and a timer fault shows on a quiet reading."""
+    a neighbour's load is not a timer fault, and a timer fault shows on a quiet reading.
+
+    ``do_bench`` flushes the L2 cache before every call, so on cache-resident CUDA
+    operations it reads slower than both other timers (calibrate's own caveat): the
+    harness may be faster than it by any amount, never slower than the band allows."""
     from harness.measure.calibrate import AGREEMENT, run_calibration
     from harness.measure.contention import others_cores, read_cpu_times, threshold
 
@@ -180,16 +184,16 @@ def check_timer(device: str, seconds: float, attempts: int) -> Check:
         if busy is not None:
             load.append(busy)
         for row in rows:
-            if not row.agrees and (busy is None or busy <= limit):
+            if not agrees(row) and (busy is None or busy <= limit):
                 quiet_misses.add(row.op)
             prev = best.get(row.op)
-            if prev is None or (not prev.agrees and (row.agrees or _off(row) < _off(prev))):
+            if prev is None or (not agrees(prev) and (agrees(row) or _off(row) < _off(prev))):
                 best[row.op] = row
-        if all(r.agrees for r in best.values()):
+        if all(agrees(r) for r in best.values()):
             break
     rows = list(best.values())
-    bad = [r for r in rows if not r.agrees and r.op in quiet_misses]
-    unsure = [r for r in rows if not r.agrees and r.op not in quiet_misses]
+    bad = [r for r in rows if not agrees(r) and r.op in quiet_misses]
+    unsure = [r for r in rows if not agrees(r) and r.op not in quiet_misses]
     lo, hi = AGREEMENT
     busy_text = ", ".join(f"{b:.1f}" for b in load) or "unknown"
     lines = [f"Agreement band [{lo}, {hi}] (harness median / reference median); "
@@ -211,6 +215,15 @@ def check_timer(device: str, seconds: float, attempts: int) -> Check:
     return Check("timer", not bad, summary, lines=lines,
                  data={"rows": [dict(vars(r)) for r in rows], "readings": readings,
                        "others_cores": load, "inconclusive": [r.op for r in unsure]})
+
+
+def agrees(row: Any) -> bool:
+    """calibrate's band against torch.utils.benchmark; against do_bench (L2 flushed before
+    each call) only its upper edge."""
+    from harness.measure.calibrate import AGREEMENT
+
+    lo, hi = AGREEMENT
+    return lo <= row.ratio_torch <= hi and (row.ratio_triton is None or row.ratio_triton <= hi)
 
 
 def _off(row: Any) -> float:
