@@ -185,7 +185,8 @@ def test_profile_from_a_run_leaves_its_records_alone(tmp_path: Path) -> None:
     store.append(Record.for_cell(Cell.make(arch="lmu", workload="forward", seq_len=32, batch=2,
                                            preset="tiny"), "ok", time_median_s=0.011,
                                  samples=samples, n_samples=3, run_id="run"))
-    index = build_report([run], widths=("single",), formats=("png",), dpi=50, n_resamples=50)
+    index = build_report([run], widths=("single",), formats=("png",), dpi=50, n_resamples=50,
+                         baseline="lmu")
     text = index.read_text()
     assert "## Where the time goes (torch.profiler)" in text
     assert "| lmu-fft | 32 |" in text

@@ -109,6 +109,7 @@ def run(tmp_path):
     root = tmp_path / "run"
     store = RunDir(root).ensure()
     store.write_env({"device_name": "cpu: Test CPU", "hostname": "h"})
+    store.write_plan([], {"suite": "paper"})  # a paper run: its baseline and [report] table
     add(store, "lmu", "classify", 784, 100, median=0.8)  # 400× at 784, 100× at 2048
     add(store, "lmu-fft", "classify", 784, 100, median=0.002)
     add(store, "lmu", "classify", 2048, 100, median=2.0)

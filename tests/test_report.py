@@ -300,6 +300,8 @@ def test_report_from_two_devices(tmp_path):
             "200",
             "--dpi",
             "100",
+            "--baseline",
+            "lmu",
         ]
     )
     assert rc == 0
@@ -325,6 +327,7 @@ def test_paper_preset_annotates_and_skips_other_archs(tmp_path):
     for arch, c in [("lmu", 1e-5), ("lmu-fft", 1e-6), ("lstm", 2e-5), ("other", 1e-6)]:
         for n in (256, 1024, 4096):
             add(store, arch, n, workload="train", median=c * n)
+    store.write_plan([], {"suite": "paper"})  # a paper run: its baseline and [report] table
     index = build_report([run], formats=("png",), widths=("single",), dpi=50, n_resamples=50)
     assert index == run / "report" / "index.md"
     text = index.read_text()
@@ -366,7 +369,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert "'nope'" in err and "lmu, lstm" in err
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert cli_main(["report", str(run), "--out", str(blocker / "sub")]) == 2
+    assert cli_main(["report", str(run), "--out", str(blocker / "sub"), "--baseline", "lmu"]) == 2
     assert "cannot create report directory" in capsys.readouterr().err
     old = tmp_path / "old"
     old.mkdir()
@@ -396,7 +399,7 @@ def test_thin_cells_get_no_interval_and_are_flagged(tmp_path):
     assert grid.loc["fast", 256] == "4.00 (too few samples)"
     assert grid.loc["fast", 512].startswith("4.00 [") and grid.loc["fast", 512].endswith("\u00a7")
     index = build_report([tmp_path], tmp_path / "rep", formats=("png",), widths=("single",),
-                         n_resamples=50)
+                         n_resamples=50, baseline="lmu")
     time_md = (tmp_path / "rep" / "tables" / "time_forward_cpu.md").read_text()
     assert "2.50\u2021" in time_md  # the thin cell's median, flagged
     assert "7.50\u00a7" in time_md  # the contended one

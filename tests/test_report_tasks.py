@@ -140,7 +140,7 @@ def test_speedup_is_the_ratio_of_times_to_target(run):
     assert fft["speedup_high"] == 40.0 / 5.0
     assert fft["ttt_low_s"] == 5.0 and fft["tokens_to_target"] == 10 * 1000
     assert row(res, "lmu")["speedup"] == 1.0
-    shown = row(task_table(load_runs(run)), "lmu-fft")
+    shown = row(task_table(load_runs(run), "lmu"), "lmu-fft")
     assert shown["speedup vs lmu"] == "4.00 [2.00, 8.00]"
     assert shown["time to target"] == "10.0 s"
     assert shown["tokens to target"] == "10.0k"
@@ -150,7 +150,7 @@ def test_speedup_is_the_ratio_of_times_to_target(run):
 
 
 def test_not_reached_is_said_never_blank(run):
-    table = task_table(load_runs(run))
+    table = task_table(load_runs(run), "lmu")
     lstm = row(table, "lstm")
     assert lstm["time to target"] == NOT_REACHED
     assert lstm["tokens to target"] == NOT_REACHED
@@ -160,18 +160,19 @@ def test_not_reached_is_said_never_blank(run):
 
 
 def test_baseline_not_reached_gives_a_lower_bound(run):
-    res = task_results(load_runs(run))
+    res = task_results(load_runs(run), "lmu")
     fft = row(res, "lmu-fft", "mackey-glass")
     # lmu trained 30 s without reaching 0.2: its time to target exceeds 30 s
     assert math.isnan(fft["speedup"]) and fft["speedup_low"] == 30.0 / 6.0
-    shown = row(task_table(load_runs(run)), "lmu-fft", "mackey-glass")
+    shown = row(task_table(load_runs(run), "lmu"), "lmu-fft", "mackey-glass")
     assert shown["speedup vs lmu"] == "> 5.00 (baseline not reached)"
     assert shown["metric"] == "nrmse ↓" and shown["target"] == "0.2"
-    assert row(task_table(load_runs(run)), "lmu", "mackey-glass")["time to target"] == NOT_REACHED
+    lmu = row(task_table(load_runs(run), "lmu"), "lmu", "mackey-glass")
+    assert lmu["time to target"] == NOT_REACHED
 
 
 def test_failed_cell_shows_its_status_and_missing_baseline_is_named(run):
-    table = task_table(load_runs(run))
+    table = task_table(load_runs(run), "lmu")
     tr = row(table, "transformer")
     assert tr["final"] == "OOM" and tr["time to target"] == "OOM" and tr["speedup vs lmu"] == "OOM"
     # metric and target come from the task itself when the failed record has no metrics
@@ -183,7 +184,7 @@ def test_adapter_overrides_do_not_split_a_task(tmp_path):
     """``theta`` is an adapter key: lstm without it still compares against lmu with it."""
     a = task_record("lmu", LMU, overrides={**PSDIGITS_SET, "theta": 784.0})
     b = task_record("lstm", FFT)
-    res = task_results(load_runs(write_run(tmp_path / "r", [a, b])))
+    res = task_results(load_runs(write_run(tmp_path / "r", [a, b])), "lmu")
     assert row(res, "lstm")["speedup"] == 4.0
 
 
@@ -209,7 +210,7 @@ def test_figures_have_the_requested_width(run, tmp_path, width, inches):
     df = load_runs(run)
     styles = arch_styles(df["arch"], first="lmu")
     for x in ("wall_s", "tokens_seen"):
-        fig = plot_task_curves(df, x, styles=styles, width=width)
+        fig = plot_task_curves(df, x, styles=styles, width=width, baseline="lmu")
         assert fig.get_size_inches()[0] == pytest.approx(inches)
         (png,) = save(fig, tmp_path / f"{x}_{width}", ("png",), dpi=100)
         assert png_size(png)[0] == round(inches * 100)
@@ -217,13 +218,14 @@ def test_figures_have_the_requested_width(run, tmp_path, width, inches):
         # the target is drawn: a horizontal line at 80 (%) in the psdigits panel
         assert any(np.allclose(line.get_ydata(), 80.0) for line in ax.get_lines())
     with pytest.raises(ValueError, match="tokens_seen"):
-        plot_task_curves(df, "steps", styles=styles)
+        plot_task_curves(df, "steps", styles=styles, baseline="lmu")
 
 
 def test_identical_curves_stay_visible_and_are_named(tmp_path):
     recs = [task_record("lmu-chunked", FFT), task_record("lmu-fft", FFT), task_record("lmu", LMU)]
     df = load_runs(write_run(tmp_path / "r", recs))
-    fig = plot_task_curves(df, "tokens_seen", styles=arch_styles(df["arch"], first="lmu"))
+    fig = plot_task_curves(df, "tokens_seen", styles=arch_styles(df["arch"], first="lmu"),
+                           baseline="lmu")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["lmu", "lmu-chunked", "lmu-fft (= lmu-chunked)", "target 80%"]
 
@@ -242,6 +244,7 @@ def test_build_report_writes_timed_and_task_sections(tmp_path):
         formats=("png",),
         dpi=60,
         n_resamples=50,
+        baseline="lmu",
     )
     text = index.read_text()
     assert "## Tasks" in text and "## Figures" in text and "## Tables" in text

@@ -12,7 +12,8 @@ from harness.report.style import WIDTHS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to combine")
-    p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
+    p.add_argument("--baseline", help="architecture speedups are relative to (default: the "
+                                    "one stored with the run, from its suite)")
     p.add_argument("--out", default=None, help="report directory (default RUN_DIR/report/)")
     p.add_argument(
         "--preset",

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "timeout_min, ... (see harness/run/launchers/slurm.example.toml)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, re-run cells whose status is not ok")
-    p.add_argument("--baseline", default="lmu", help="architecture speedups are relative to")
+    p.add_argument("--baseline", help="architecture speedups are relative to (default: the "
+                                    "suite's baseline key); stored with the run")
     p.add_argument("--plugin", action="append", default=[],
                    help="module or .py file registering extra adapters (repeatable)")
     p.add_argument("--budget-s", type=float, help="timing budget per cell, seconds")
@@ -88,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         args.suite, arch=args.arch, workload=args.workload, seq_len=args.seq_len,
         batch=args.batch, preset=args.preset, device=args.device, dtype=args.dtype,
         compile=args.compile, overrides=parse_set(args.set), settings=settings, out=args.out,
+        baseline=args.baseline,
     )
     devices = parse_devices(args.devices)
     console = Console(stderr=True)
@@ -116,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
                                 on_round=on_round)
         progress.update(task, completed=len(records))
     if records:
-        print_summary(p.out, baseline=args.baseline)
+        print_summary(p.out, baseline=p.baseline)
     print(f"\nrecords: {p.out / 'records.jsonl'}")
     missing = len(p.cells) - len(records)
     if missing:

@@ -12,7 +12,7 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from harness.errors import UsageError, choice
+from harness.errors import UsageError, choice, os_errors_as_usage
 
 DEFAULT_ROOT = Path("results") / "selftest"
 
@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--out", help="output directory, new or empty "
                                  "(default results/selftest/<time>-<device>)")
-    p.add_argument("--baseline", default="lmu",
-                   help="architecture the sweep's speedups are relative to (default lmu)")
+    p.add_argument("--baseline",
+                   help="architecture the sweep's speedups are relative to (default: the "
+                        "selftest suite's)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,17 +38,15 @@ def main(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     archs = suite_archs(device)
-    if args.baseline not in archs:
+    if args.baseline is not None and args.baseline not in archs:
         raise choice("baseline (not in the selftest sweep)", args.baseline, archs)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else DEFAULT_ROOT / f"{stamp}-{device.replace(':', '')}"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {str(out)!r} exists and is not an empty directory; "
                          "selftest writes a fresh one (choose a new path)")
-    try:
+    with os_errors_as_usage(f"create --out {str(out)!r}"):
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create --out {str(out)!r}: {exc}") from None
     checks = run_selftest(device, out, SelftestConfig(baseline=args.baseline))
     print(f"\ndetails: {out / 'selftest.md'}")
     print(verdict(checks, device))

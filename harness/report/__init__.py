@@ -36,6 +36,7 @@ from harness.report.tables import (
 )
 from harness.report.tasks import split_tasks, task_results, task_table
 from harness.store.load import FACET_KEYS, load_runs, unique_dirs
+from harness.store.rundir import RunDir
 
 __all__ = [
     "build_report",
@@ -46,16 +47,13 @@ __all__ = [
     "fit_exponent",
     "add_arguments",
     "main",
-    "PAPER_ARCHS",
+    "run_baseline",
+    "run_report_settings",
     "task_table",
     "task_results",
 ]
 
 PRESETS = ("default", "paper")
-# the parallel LMU paper's efficiency comparison (training time per step vs length): its
-# last-step classifier (the paper's experiment) and the sequence-to-sequence step
-PAPER_ARCHS = ("lmu", "lmu-seq", "lmu-fft", "lmu-chunked", "lmu-conv", "lstm", "transformer")
-PAPER_WORKLOADS = ("classify", "train")
 # figure-level keys: everything in a facet but the device (devices are the panels)
 GROUP_KEYS = tuple(k for k in FACET_KEYS if k != "device_label")
 TABLE_NAMES = {
@@ -65,7 +63,19 @@ TABLE_NAMES = {
     "time_per_token_s": "latency",
     "state_bytes": "state",
 }
-TIME_LABEL = {"train": "time per training step ({unit})", "stream": "time per stream ({unit})"}
+
+
+def time_label(workload: str) -> str:
+    """The axis label of a workload's median time (``{unit}`` left to fill): one call of its
+    step, which for a per-token workload (declared by the workload) is a stream of n tokens."""
+    import workloads
+
+    try:
+        per_token = workloads.info(workload).per_token
+    except ValueError:  # a plugin's workload this process did not load
+        per_token = False
+    return "time per stream of n tokens ({unit})" if per_token else (
+        f"time per {workload} step ({{unit}})")
 
 
 @dataclass
@@ -136,9 +146,9 @@ def write_tables(df, speed, styles, baseline, out: Path, n_resamples: int) -> li
         for k, v in key.items():
             sp = sp[sp[k] == v]
         tables = [("speedup", speedup_grid(sp, order), None)]
-        metrics = ["time_median_s", "peak_mem_bytes", "tokens_per_s"]
-        if key["workload"] == "stream":
-            metrics += ["time_per_token_s", "state_bytes"]
+        # per-token time and state size exist only where a per-token workload recorded them
+        metrics = ["time_median_s", "peak_mem_bytes", "tokens_per_s", "time_per_token_s",
+                   "state_bytes"]
         for m in metrics:
             if g[m].notna().any():
                 grid, unit = metric_grid(metric_table(g, m), m, order)
@@ -218,7 +228,7 @@ def write_figures(
                         "time_median_s",
                         styles=styles,
                         width=w,
-                        ylabel=TIME_LABEL.get(wl, "time per call ({unit})"),
+                        ylabel=time_label(wl),
                         metric=METRICS["time_median_s"],
                         families=arch_families(g["arch"].unique()),
                         baseline=baseline,
@@ -253,7 +263,7 @@ def write_figures(
                     ),
                 )
             )
-        if key["workload"] == "stream" and g["time_per_token_s"].notna().any():
+        if g["time_per_token_s"].notna().any():  # a per-token workload
             specs.append(
                 (
                     "latency",
@@ -373,11 +383,45 @@ def _failures(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _stored(dirs: list[str | os.PathLike[str]], key: str) -> object:
+    """``key`` of the first run's plan.json that has it, else of the suite that run names
+    (a run written before the key was stored); None when no run says."""
+    from harness.run.suites import load_suite, suite_names
+
+    for d in dirs:
+        plan = RunDir(d).plan()
+        if plan.get(key):
+            return plan[key]
+    for d in dirs:
+        name = RunDir(d).plan().get("suite")
+        if name in suite_names():
+            value = getattr(load_suite(name), key)
+            if value:
+                return value
+    return None
+
+
+def run_baseline(dirs: list[str | os.PathLike[str]], baseline: str | None,
+                 archs: list[str]) -> str:
+    """The architecture speedups are relative to: ``baseline`` when given, else the one
+    stored with the run(s) (the suite's ``baseline`` key or ``run --baseline``)."""
+    chosen = baseline or _stored(dirs, "baseline")
+    if not chosen:
+        raise UsageError("no baseline: the run(s) do not name one (a suite's baseline key, "
+                         f"or run --baseline); pass --baseline, one of: {', '.join(archs)}")
+    return str(chosen)
+
+
+def run_report_settings(dirs: list[str | os.PathLike[str]]) -> dict[str, list[str]]:
+    """The suite's ``[report]`` table stored with the run(s), e.g. ``paper_archs``."""
+    return dict(_stored(dirs, "report") or {})
+
+
 def build_report(
     dirs: list[str | os.PathLike[str]],
     out: str | os.PathLike[str] | None = None,
     *,
-    baseline: str = "lmu",
+    baseline: str | None = None,
     preset: str = "default",
     widths: tuple[str, ...] = ("single", "double"),
     formats: tuple[str, ...] = ("pdf", "svg", "png"),
@@ -385,7 +429,8 @@ def build_report(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Path:
-    """Write the whole report and return the path of its ``index.md``."""
+    """Write the whole report and return the path of its ``index.md``. ``baseline``:
+    default, the one stored with the run(s)."""
     from harness.report.figures import FORMATS
 
     if preset not in PRESETS:
@@ -398,19 +443,26 @@ def build_report(
             raise UsageError(f"unknown format {f!r}; valid choices: {', '.join(FORMATS)}")
     dirs = unique_dirs(dirs)
     df = load_runs(dirs)
+    baseline = run_baseline(dirs, baseline, sorted(df["arch"].unique()))
     check_baseline(df, baseline)
     notes = []
     measured = df  # every record: the published figures are compared with all of them
     if preset == "paper":
-        present = [w for w in PAPER_WORKLOADS if w in set(df["workload"])]
+        settings = run_report_settings(dirs)
+        paper_archs = settings.get("paper_archs") or []
+        paper_workloads = settings.get("paper_workloads") or []
+        if not paper_archs or not paper_workloads:
+            raise UsageError("the paper preset needs a run of a suite whose [report] table "
+                             "names paper_archs and paper_workloads (e.g. --suite paper)")
+        present = [w for w in paper_workloads if w in set(df["workload"])]
         if not present:
             raise UsageError(
-                f"the paper preset needs {' or '.join(map(repr, PAPER_WORKLOADS))} records; "
+                f"the paper preset needs {' or '.join(map(repr, paper_workloads))} records; "
                 f"workloads present: {', '.join(sorted(df['workload'].unique()))}"
             )
-        df = df[df["workload"].isin(present) & df["arch"].isin(PAPER_ARCHS)]
+        df = df[df["workload"].isin(present) & df["arch"].isin(paper_archs)]
         check_baseline(df, baseline)
-        missing = [a for a in PAPER_ARCHS if a not in set(df["arch"])]
+        missing = [a for a in paper_archs if a not in set(df["arch"])]
         if missing:
             notes.append(f"Not in the run(s), so not shown: {', '.join(missing)}.")
     out = prepare_out(Path(out) if out is not None else Path(dirs[0]) / "report")

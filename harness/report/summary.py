@@ -98,13 +98,17 @@ TASK_NOTE = (
 )
 
 
-def print_summary(run_dir: str | os.PathLike[str], baseline: str = "lmu") -> None:
+def print_summary(run_dir: str | os.PathLike[str], baseline: str | None = None) -> None:
+    """The end-of-run tables; ``baseline``: default, the one stored with the run."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if os.isatty(1) else 200)
     timed = tasks = False
+    from harness.report import _stored
+
+    baseline = baseline or str(_stored([run_dir], "baseline") or "")  # "": times only
     for title, grid in summary_tables(run_dir, baseline):
         is_task = "task" in grid.columns
         timed, tasks = timed or not is_task, tasks or is_task

@@ -105,7 +105,7 @@ def check_baseline(df: pd.DataFrame, baseline: str) -> None:
 
 def speedup_table(
     df: pd.DataFrame,
-    baseline: str = "lmu",
+    baseline: str,
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,

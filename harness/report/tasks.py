@@ -30,6 +30,7 @@ from harness.report.figures import _freeze, new_figure
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import STATUS_TEXT, fmt_number
 from harness.store.load import FACET_KEYS
+from workloads.registry import MetricInfo
 
 # What makes two task cells comparable: the report's facet keys, except that of a cell's
 # overrides only the task's own options (budget, learning rate, target…) count; adapter
@@ -42,15 +43,7 @@ TASK_KEYS = (
 
 NOT_REACHED = "not reached"
 NO_BASELINE = "no baseline"
-METRIC_LABELS = {
-    "accuracy": "test accuracy (%)",
-    "nrmse": "test NRMSE",
-    "mse": "test MSE",
-    "bits_per_byte": "test bits per byte",
-}
 X_AXES = {"wall_s": "training wall-clock (s)", "tokens_seen": "tokens seen"}
-LOG_METRICS = ("mse",)  # spans decades on the way to its target
-TASK_ORDER = ("psdigits", "psmnist", "mackey-glass", "copy", "adding", "textlm")
 NUMERIC = (
     "target",
     "final",
@@ -200,7 +193,9 @@ def _speedup(row: dict[str, Any], base: dict[str, Any] | None, baseline: str) ->
 
 
 def _order(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    rank = {t: i for i, t in enumerate(TASK_ORDER)}
+    import workloads
+
+    rank = {t: i for i, t in enumerate(workloads.available())}  # registration order
     return (
         frame.assign(
             _t=frame["task"].map(lambda t: rank.get(t, len(rank))),
@@ -212,7 +207,7 @@ def _order(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
     )
 
 
-def task_results(df: pd.DataFrame, baseline: str = "lmu") -> pd.DataFrame:
+def task_results(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Tidy numeric table: one row per task cell, with time-to-target speedup over ``baseline``.
 
     The baseline is the cell of ``baseline`` with the same facet (device, task, preset,
@@ -231,17 +226,35 @@ def task_results(df: pd.DataFrame, baseline: str = "lmu") -> pd.DataFrame:
     return _order(pd.DataFrame(rows), baseline)
 
 
-def _fmt_metric(v: float, metric: str) -> str:
+def metric_info(task: str, metric: str) -> MetricInfo:
+    """How ``task`` shows its ``metric``, as the task declares it (label, scale, direction,
+    log axis); a task this process does not know (a plugin's) shows it by name, as is."""
+    import workloads
+
+    try:
+        declared = workloads.info(task).metric
+    except ValueError:
+        declared = None
+    if declared is not None and declared.name == metric:
+        return declared
+    return MetricInfo(name=metric, label=metric)
+
+
+def _percent(info: MetricInfo) -> bool:
+    return info.scale == 100.0  # a fraction shown ×100 is a percentage
+
+
+def _fmt_metric(v: float, info: MetricInfo) -> str:
     if math.isnan(v):
         return "n/a"
-    return f"{100 * v:.1f}%" if metric == "accuracy" else fmt_number(v)
+    return f"{info.show(v):.1f}%" if _percent(info) else fmt_number(info.show(v))
 
 
-def _fmt_target(v: float, metric: str) -> str:
+def _fmt_target(v: float, info: MetricInfo) -> str:
     """Targets are round numbers a user typed: ``80%``, ``0.01``."""
     if math.isnan(v):
         return "n/a"
-    return f"{100 * v:g}%" if metric == "accuracy" else f"{v:g}"
+    return f"{info.show(v):g}%" if _percent(info) else f"{info.show(v):g}"
 
 
 def _fmt_count(v: float) -> str:
@@ -268,6 +281,7 @@ def _fmt_speedup(r: pd.Series) -> str:
 def _display_row(r: pd.Series, baseline: str) -> dict[str, str]:
     failed = r["status"] != "ok"
     status = STATUS_TEXT.get(r["status"], r["status"])
+    info = metric_info(r["task"], r["metric"])
     arrow = {True: " ↑", False: " ↓"}.get(r["higher_is_better"], "")
     reached = not math.isnan(r["time_to_target_s"])
 
@@ -279,9 +293,9 @@ def _display_row(r: pd.Series, baseline: str) -> dict[str, str]:
         "task": f"{r['task']} (n={r['seq_len']})",
         "arch": r["arch"],
         "metric": f"{r['metric']}{arrow}",
-        "target": _fmt_target(r["target"], r["metric"]),
-        "final": value(_fmt_metric(r["final"], r["metric"])),
-        "best": value(_fmt_metric(r["best"], r["metric"])),
+        "target": _fmt_target(r["target"], info),
+        "final": value(_fmt_metric(r["final"], info)),
+        "best": value(_fmt_metric(r["best"], info)),
         "params": "n/a" if math.isnan(r["params"]) else f"{int(r['params']):,}",
         "steps": value("n/a" if math.isnan(r["steps"]) else f"{int(r['steps']):,}"),
         "time to target": value(
@@ -292,7 +306,7 @@ def _display_row(r: pd.Series, baseline: str) -> dict[str, str]:
     }
 
 
-def task_table(df: pd.DataFrame, baseline: str = "lmu") -> pd.DataFrame:
+def task_table(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Display table of the task cells (strings): final and best metric, parameters,
     steps, time and tokens to target, and time-to-target speedup over ``baseline`` with
     the bracket the evaluation spacing allows. No cell is blank: a target never met reads
@@ -413,7 +427,7 @@ def _legend_columns(n_panels: int, width: str, n_items: int) -> int:
     return max(1, min(n_items, int(WIDTHS[width] / cols / 1.1)))
 
 
-def _target_handle(target: float, metric: str) -> Line2D:
+def _target_handle(target: float, metric: MetricInfo) -> Line2D:
     return Line2D(
         [],
         [],
@@ -444,7 +458,7 @@ def plot_task_curves(
     *,
     styles: dict[str, ArchStyle],
     width: str = "double",
-    baseline: str = "lmu",
+    baseline: str,
 ) -> Figure:
     """Held-out metric vs ``x`` ("wall_s": training seconds, "tokens_seen"), per arch.
 
@@ -501,8 +515,8 @@ def _look(st: ArchStyle, *, hollow: bool) -> dict[str, Any]:
 
 
 def _draw_panel(ax, key, g: pd.DataFrame, curves: pd.DataFrame, x: str, styles, ncol) -> None:
-    metric = g["metric"].iloc[0]
-    scale = 100.0 if metric == "accuracy" else 1.0
+    metric = metric_info(g["task"].iloc[0], g["metric"].iloc[0])
+    scale = metric.scale
     sel = curves
     for k, v in key.items():
         if not sel.empty and k in sel.columns:
@@ -542,11 +556,11 @@ def _draw_panel(ax, key, g: pd.DataFrame, curves: pd.DataFrame, x: str, styles, 
     if math.isfinite(target):
         ax.axhline(target * scale, color="0.35", linestyle="--", linewidth=0.8, zorder=2)
         handles.append(_target_handle(target, metric))
-    if metric in LOG_METRICS:
+    if metric.log_scale:
         ax.set_yscale("log")
-    if metric == "accuracy":
+    if _percent(metric):
         ax.set_ylim(0, 100)
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(metric.label)
     ax.set_xlabel(X_AXES[x])
     ax.set_xlim(left=0)
     if x == "tokens_seen":

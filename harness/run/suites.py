@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from harness.store.records import Cell
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 CELL_FIELDS = ("arch", "workload", "seq_len", "batch", "preset", "dtype", "compile")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+TOP_LEVEL = ("name", "description", "baseline", "settings", "report", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Suite:
     settings: RunSettings
     sections: dict[str, dict[str, Any]]  # device kind → {"defaults": {...}, "grid": [...]}
     source: str
+    baseline: str | None = None  # the architecture speedups are relative to
+    report: dict[str, Any] = field(default_factory=dict)  # [report]: e.g. the paper preset's
 
     def cells(self, device: str, only: dict[str, list[Any]] | None = None,
               overrides: dict[str, Any] | None = None) -> list[Cell]:
@@ -189,18 +192,28 @@ def load_suite(name_or_path: str) -> Suite:
         if not isinstance(data.get(key, ""), str):
             raise UsageError(f"{source}: {key} must be a string, got {data[key]!r}")
     sections = {k: data[k] for k in ("cpu", "cuda") if k in data}
-    unknown = set(data) - {"name", "description", "settings", "cpu", "cuda"}
+    unknown = set(data) - set(TOP_LEVEL)
     if unknown:
         raise UsageError(
             f"{source}: unknown top-level key(s) {sorted(unknown)}; "
-            "valid choices: name, description, settings, cpu, cuda"
+            f"valid choices: {', '.join(TOP_LEVEL)}"
         )
+    baseline = data.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise UsageError(f"{source}: baseline must be an architecture name, got {baseline!r}")
+    report = data.get("report", {})
+    if not isinstance(report, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v)
+            for v in report.values()):
+        raise UsageError(f"{source}: [report] must map keys to lists of names, got {report!r}")
     return Suite(
         name=data.get("name", path.stem),
         description=data.get("description", ""),
         settings=settings,
         sections=sections,
         source=source,
+        baseline=baseline,
+        report=report,
     )
 
 

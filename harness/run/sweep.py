@@ -15,7 +15,7 @@ from typing import Any
 
 import architectures
 from architectures.optional import kernel_status
-from harness.errors import UsageError
+from harness.errors import UsageError, choice
 from harness.run.devices import resolve_device
 from harness.run.launchers import validate_launcher
 from harness.run.launchers.local import cap_workers, run_local, worker_slots
@@ -39,6 +39,14 @@ class Plan:
     cells: list[Cell]
     device: str
     out: Path
+    baseline: str | None = None  # --baseline, else the suite's; stored in plan.json
+
+    def meta(self) -> dict[str, Any]:
+        """What plan.json records about the run besides its cells (readers take the
+        baseline and the report's settings from here, not from code)."""
+        meta = {"suite": self.suite.name, "source": self.suite.source, "device": self.device,
+                "baseline": self.baseline, "report": self.suite.report}
+        return {k: v for k, v in meta.items() if v not in (None, {})}  # resumes keep them
 
 
 def plan(
@@ -55,6 +63,7 @@ def plan(
     overrides: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
+    baseline: str | None = None,
 ) -> Plan:
     """Resolve a suite and command-line style options into validated cells.
 
@@ -71,6 +80,9 @@ def plan(
             only[key] = list(values)
     if preset:
         only["preset"] = [preset]
+    baseline = baseline or s.baseline
+    if baseline is not None and baseline not in architectures.available():
+        raise choice("baseline architecture", baseline, architectures.available())
     cells = s.cells(device, only=only, overrides=overrides)
     if not cells:
         raise UsageError(f"suite {s.name!r} with these options has no cells to run")
@@ -80,7 +92,8 @@ def plan(
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = RUNS_DIR / f"{stamp}-{s.name}"
-    return Plan(suite=s, settings=run_settings, cells=cells, device=device, out=Path(out))
+    return Plan(suite=s, settings=run_settings, cells=cells, device=device, out=Path(out),
+                baseline=baseline)
 
 
 def execute(
@@ -113,8 +126,7 @@ def execute(
     store = RunDir(p.out).ensure()
     if launcher == "local":
         slots, threads = cap_workers(slots, threads, p.cells, store, retry_failed)
-    store.write_plan(p.cells, {"suite": p.suite.name, "source": p.suite.source,
-                               "device": p.device})
+    store.write_plan(p.cells, p.meta())
     if launcher == "slurm":
         return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
                          retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)

@@ -119,7 +119,7 @@ def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
         peak_reserved_bytes=mem.reserved_bytes,
         flops=flops,
         tokens=prep.tokens,
-        per_token=cell.seq_len if cell.workload == "stream" else None,
+        per_token=cell.seq_len if workloads.info(cell.workload).per_token else None,
     )
     if "state_bytes" in prep.extras:
         static["state_bytes"] = int(prep.extras["state_bytes"])

@@ -77,7 +77,7 @@ class SelftestConfig:
     calibrate_attempts: int = 3
     archs: tuple[str, ...] | None = None  # contract + sweep subset (None: all / the suite's)
     seq_len: tuple[int, ...] | None = None  # sweep lengths (None: the suite's)
-    baseline: str = "lmu"
+    baseline: str | None = None  # None: the suite's, stored with the sweep
 
 
 def _timed(name: str, fn: Callable[[], Check]) -> Check:
@@ -262,14 +262,15 @@ def check_sweep(device: str, out: Path, config: SelftestConfig,
                  data={"cells": len(p.cells), "ok": len(records) - len(bad)})
 
 
-def check_report(sweep_dir: Path, out: Path, baseline: str) -> Check:
-    from harness.report import build_report
+def check_report(sweep_dir: Path, out: Path, baseline: str | None) -> Check:
+    from harness.report import build_report, run_baseline
     from harness.report.summary import summary_tables
     from harness.report.tables import to_markdown
 
     index = build_report([sweep_dir], out, baseline=baseline, formats=("png",),
                          widths=("single",), dpi=110, n_resamples=500)
     lines = [f"Full report: `{index.relative_to(out.parent)}`.", ""]
+    baseline = run_baseline([sweep_dir], baseline, [])
     for title, grid in summary_tables(sweep_dir, baseline):
         lines += [f"**{title}**", "", to_markdown(grid, grid.index.name or ""), ""]
     return Check("report", index.is_file(), f"report at {index}", lines=lines)
