@@ -82,3 +82,11 @@ class NaN(_Faulty):
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         y = self.proj(x)
         return y * float("nan") if x.shape[1] >= self.fail_at else y
+
+
+@register("test-segv", description="dereferences NULL (SIGSEGV)", **COMMON)
+class Segv(_Faulty):
+    def misbehave(self) -> None:
+        import ctypes
+
+        ctypes.string_at(0)

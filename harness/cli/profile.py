@@ -118,10 +118,14 @@ def _print_top(manifest, ops, top: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.plugin:
-        from harness.run.plugins import load_plugins
+    from harness.run.plugins import load_plugins, resolved
 
-        load_plugins(args.plugin)
+    plugins = resolved(args.plugin)
+    if args.from_run:  # the run's own plugins first: its cells may need their adapters
+        stored = RunDir(args.from_run).plan().get("plugins", []) if Path(
+            args.from_run, "plan.json").exists() else []
+        plugins = [p for p in stored if isinstance(p, str)] + plugins
+    load_plugins(plugins)
     if args.from_run:
         if args.arch or args.seq_len:
             raise UsageError("--from takes its cells from the run; drop --arch/--seq-len")
@@ -142,14 +146,13 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for cell in cells:
         print(f"profiling {cell.cell_id} ...", flush=True)
-        try:
-            manifest, ops = profile_cell(cell, out / cell_dir_name(cell), config,
-                                         source_run=args.from_run,
-                                         log=lambda m: print(m, flush=True))
-        except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the rest
-            print(f"  failed: {describe(exc)}")
+        result = profile_isolated(cell, out / cell_dir_name(cell), config, args.from_run,
+                                  plugins)
+        if isinstance(result, str):  # one failing (or crashing) cell must not lose the rest
+            print(f"  failed: {result}")
             failed += 1
             continue
+        manifest, ops = result
         _print_top(manifest, ops, args.top)
         if manifest.memory_timeline_skipped:
             print(f"  memory timeline skipped: {manifest.memory_timeline_skipped}")
@@ -163,6 +166,53 @@ def main(args: argparse.Namespace) -> int:
           "(needs torch-tb-profiler; then the PYTORCH_PROFILER tab)")
     print("or open a *.pt.trace.json in https://ui.perfetto.dev or chrome://tracing")
     return 1 if failed else 0
+
+
+def profile_isolated(cell: Cell, out_dir: Path, config: ProfileConfig,
+                     source_run: str | None, plugins: list[str]):
+    """``profile_cell`` in a process of its own (forked from a server with torch loaded),
+    as ``run`` measures cells: a segfault or abort fails that cell, not the command.
+    Returns ``(manifest, ops)`` or the failure as one line."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "architectures", "workloads"])
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_profile_child,
+                       args=(cell, out_dir, config, source_run, plugins, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        result = parent.recv()
+    except EOFError:  # died before answering
+        result = None
+    finally:
+        proc.join()
+    if result is None:
+        code = proc.exitcode or 0
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if code < 0:
+            import signal
+
+            try:
+                how = signal.Signals(-code).name
+            except ValueError:
+                pass
+        return f"cell process died ({how}: segfault, abort or kill)"
+    return result
+
+
+def _profile_child(cell, out_dir, config, source_run, plugins, conn):  # pragma: no cover
+    from harness.run.plugins import load_plugins
+
+    try:
+        load_plugins(plugins)
+        conn.send(profile_cell(cell, out_dir, config, source_run=source_run,
+                               log=lambda m: print(m, flush=True)))
+    except Exception as exc:  # noqa: BLE001 - the parent prints it as this cell's failure
+        conn.send(describe(exc))
+    finally:
+        conn.close()
 
 
 def write_summary(long, out: Path) -> list[Path]:

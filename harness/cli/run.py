@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError
 from harness.run.devices import parse_devices
 from harness.store.records import Cell, Record
+from harness.store.rundir import StoreWriteError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,10 +118,23 @@ def main(args: argparse.Namespace) -> int:
             progress.console.print(_line(rec), highlight=False, markup=False)
             progress.advance(task, 1 - advanced.pop(rec.cell_id, 0.0))
 
-        records = sweep.execute(p, workers=args.workers, devices=devices,
-                                retry_failed=args.retry_failed, on_record=on_record,
-                                launcher=args.launcher, launcher_config=args.launcher_config,
-                                on_round=on_round)
+        try:
+            with terminate_as_interrupt():
+                records = sweep.execute(
+                    p, workers=args.workers, devices=devices, retry_failed=args.retry_failed,
+                    on_record=on_record, launcher=args.launcher,
+                    launcher_config=args.launcher_config, on_round=on_round)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: cells were killed, none lost
+            progress.stop()
+            print(f"{_stopped(exc)}: {_saved(p)}; run the same command again to resume "
+                  "(finished cells are kept, not measured again)", file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
+        except StoreWriteError as exc:
+            progress.stop()
+            what = "disk full" if exc.full else str(exc)
+            print(f"{what}: {_saved(p)}; free space and rerun the same command to resume",
+                  file=sys.stderr)
+            return 1
         progress.update(task, completed=len(records))
     if records:
         print_summary(p.out, baseline=p.baseline)
@@ -125,6 +144,46 @@ def main(args: argparse.Namespace) -> int:
         print(f"{missing} of {len(p.cells)} cells have no record yet: see "
               f"`python -m harness status {p.out}`; the same command resumes them")
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: the running cells are killed, nothing stored is lost."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's or ``kill``'s stop) raises Terminated, so
+    it unwinds like Ctrl-C: cell processes are killed, not orphaned."""
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(exc: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+
+
+def _saved(p: Any) -> str:
+    """``N of M cells saved in DIR/records.jsonl``, counted from the store itself."""
+    from harness.store.rundir import RunDir
+
+    ids = {c.cell_id for c in p.cells}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = len(ids & set(RunDir(p.out).latest_by_cell()))
+    except Exception:  # noqa: BLE001 - a count must not hide the message
+        return f"records in {p.out / 'records.jsonl'}"
+    return f"{n} of {len(ids)} cells saved in {p.out / 'records.jsonl'}"
 
 
 def _line(rec: Record) -> str:

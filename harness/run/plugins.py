@@ -27,13 +27,26 @@ def load_plugin(name: str) -> None:
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(mod_name, None)  # half-imported: not loaded
+                raise
         else:
             importlib.import_module(name)
     except UsageError:
         raise
+    except SystemExit as exc:  # sys.exit() or exit() at import: not the run's exit
+        raise UsageError(f"cannot load plugin {name!r}: it called sys.exit({exc.code!r}) "
+                         "while being imported") from None
     except Exception as exc:  # noqa: BLE001 - a broken plugin is the user's input
         raise UsageError(f"cannot load plugin {name!r}: {type(exc).__name__}: {exc}") from None
+
+
+def resolved(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Plugins as a run stores them: ``.py`` files by absolute path (a later
+    ``profile --from`` may run from another directory), modules by name."""
+    return [str(Path(n).resolve()) if n.endswith(".py") else n for n in names]
 
 
 def load_plugins(names: tuple[str, ...] | list[str]) -> None:

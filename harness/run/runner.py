@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -33,7 +34,7 @@ import psutil
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
-from harness.store.rundir import RunDir
+from harness.store.rundir import CellClaim, RunDir
 
 PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
 POLL_S = 0.02
@@ -142,6 +143,107 @@ class Scheduler:
     def take(self, cell: Cell) -> None:
         self.pending.remove(cell)
 
+    def put_back(self, cell: Cell) -> None:
+        """A cell to run after all (another runner held it and died)."""
+        self.pending.append(cell)
+        group = self.groups.setdefault(group_key(cell), [])
+        if cell not in group:
+            group.append(cell)
+            group.sort(key=lambda c: c.seq_len)
+
+
+class SharedDir:
+    """This runner's cell claims in a directory other runners may share (two commands by
+    mistake, Slurm jobs by design): each cell is measured by one runner only. A cell
+    another live runner holds waits here until its record lands (then it is reported as
+    stored) or its owner dies (then it is run here)."""
+
+    POLL_S = 0.5  # how often claimed cells are looked at
+    BEAT_S = 60.0  # how often this runner's claims are refreshed (other hosts' staleness)
+
+    def __init__(self, store: RunDir) -> None:
+        self.store = store
+        self.held: dict[str, CellClaim] = {}
+        self.elsewhere: dict[str, Cell] = {}
+        self._size = -1
+        self._latest: dict[str, Record] = {}
+        self._counts: dict[str, int] = {}
+        self._refresh()
+        self.start_counts = dict(self._counts)
+        self._polled = self._beat = time.monotonic()
+        self._said = False
+
+    def _refresh(self) -> None:
+        try:
+            size = self.store.records_path.stat().st_size
+        except OSError:
+            size = 0
+        if size == self._size:
+            return
+        self._size = size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the run itself has said so once
+            dicts = self.store.read_dicts()
+        self._counts = {}
+        for d in dicts:
+            self._counts[d["cell_id"]] = self._counts.get(d["cell_id"], 0) + 1
+        self._latest = {r.cell_id: r for r in map(Record.from_dict, dicts)}
+
+    def _stored_meanwhile(self, cid: str) -> bool:
+        self._refresh()
+        return self._counts.get(cid, 0) > self.start_counts.get(cid, 0)
+
+    def take(self, cell: Cell) -> bool:
+        """Claim ``cell`` for this runner; False (it waits in ``elsewhere``) when another
+        runner holds it or has stored its record since this run started."""
+        claim = self.store.claim_cell(cell.cell_id)
+        if claim is not None and not self._stored_meanwhile(cell.cell_id):
+            self.held[cell.cell_id] = claim
+            return True
+        if claim is not None:
+            claim.release()
+        self.elsewhere[cell.cell_id] = cell
+        if not self._said:
+            self._said = True
+            warnings.warn(f"another runner is measuring cells of {self.store.root}; "
+                          "waiting for its records instead of measuring them twice",
+                          stacklevel=3)
+        return False
+
+    def poll(self, known: dict[str, Record],
+             on_record: Callable[[Record], None] | None) -> list[Cell]:
+        """Records other runners stored (into ``known``), and cells whose owner died."""
+        now = time.monotonic()
+        if now - self._beat > self.BEAT_S:
+            self._beat = now
+            for claim in self.held.values():
+                claim.touch()
+        if not self.elsewhere or now - self._polled < self.POLL_S:
+            return []
+        self._polled = now
+        orphans = []
+        for cid, cell in list(self.elsewhere.items()):
+            if self._stored_meanwhile(cid):
+                del self.elsewhere[cid]
+                known[cid] = self._latest[cid]
+                if on_record:
+                    on_record(self._latest[cid])
+                continue
+            claim = self.store.claim_cell(cid)
+            if claim is not None:
+                if self._stored_meanwhile(cid):
+                    claim.release()
+                    continue
+                del self.elsewhere[cid]
+                self.held[cid] = claim
+                orphans.append(cell)
+        return orphans
+
+    def release_all(self) -> None:
+        for claim in self.held.values():
+            claim.release()
+        self.held.clear()
+
 
 def _context() -> mp.context.BaseContext:
     ctx = mp.get_context("forkserver")
@@ -236,12 +338,14 @@ def run_cells(
     partial = store.read_rounds() if todo else {}
     states: dict[str, CellRounds] = {}
     passed0: dict[str, Record] = {}  # cells through round 0 (ok so far), for the skip rule
+    shared = SharedDir(store)
     for c in todo:
-        if partial.get(c.cell_id):
+        if partial.get(c.cell_id) and shared.take(c):
             states[c.cell_id] = CellRounds.resumed(c, partial[c.cell_id])
             states[c.cell_id].slot = _slot_for(c, slots) or slots[0]
             passed0[c.cell_id] = Record.for_cell(c, "ok")
-    sched = Scheduler([c for c in todo if c.cell_id not in states])
+    sched = Scheduler([c for c in todo
+                       if c.cell_id not in states and c.cell_id not in shared.elsewhere])
     mem_cap = default_mem_cap(settings, len(slots))
     warm_cap = (int(settings.warm_mem_gb * 2**30) if settings.warm_mem_gb > 0
                 else int(0.5 * psutil.virtual_memory().available))
@@ -336,14 +440,20 @@ def run_cells(
             positions[(slot, r)] = {c.cell_id: i for i, c in enumerate(queues[slot])}
 
     try:
-        while sched.pending or any(p.busy for p in procs) or any(
+        for st in [st for st in states.values() if st.pool.rounds_done >= rounds_total]:
+            finish(st.record(settings))  # all rounds stored, not the record (killed, disk full)
+        while sched.pending or shared.elsewhere or any(p.busy for p in procs) or any(
             st.pool.rounds_done < rounds_total for st in states.values()
         ):
+            for cell in shared.poll(known, on_record):
+                sched.put_back(cell)
             seen = {**passed0, **known}
             for cell in sched.eligible(seen):
                 failed = sched.failure_before(cell, known)
                 if failed is not None:
                     sched.take(cell)
+                    if cell.cell_id not in shared.held and not shared.take(cell):
+                        continue  # another runner has it
                     finish(Record.for_cell(
                         cell, "skipped",
                         f"skipped: {cell.arch} hit {failed.status} at n={failed.seq_len}",
@@ -353,6 +463,8 @@ def run_cells(
                 if slot is None:
                     continue
                 sched.take(cell)
+                if cell.cell_id not in shared.held and not shared.take(cell):
+                    continue  # another runner measures it
                 free.remove(slot)
                 launch(cell, slot, {"round": 0, "taken": 0, "k": None})
             round0_over = not sched.pending and not any(p.busy and p.round == 0 for p in procs)
@@ -366,6 +478,8 @@ def run_cells(
             if not busy:
                 if sched.pending and not free:
                     raise RuntimeError("scheduler stalled: no free slot and nothing running")
+                if shared.elsewhere:
+                    time.sleep(POLL_S)  # only waiting for other runners' records
                 continue
             ready = wait([p.conn for p in busy] + [p.process.sentinel for p in busy],
                          timeout=POLL_S)
@@ -387,6 +501,7 @@ def run_cells(
     finally:
         for p in list(procs):  # done or interrupted: leave no orphan processes behind
             _kill_group(p.process)
+        shared.release_all()  # cells not finished here are free for another runner
     return [known[c.cell_id] for c in cells if c.cell_id in known]
 
 

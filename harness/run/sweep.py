@@ -20,7 +20,7 @@ from harness.run.devices import resolve_device
 from harness.run.launchers import validate_launcher
 from harness.run.launchers.local import cap_workers, run_local, worker_slots
 from harness.run.launchers.slurm import SlurmConfig, run_slurm
-from harness.run.plugins import load_plugins
+from harness.run.plugins import load_plugins, resolved
 from harness.run.settings import RunSettings
 from harness.run.suites import Suite, load_suite
 from harness.store import env as env_mod
@@ -126,7 +126,9 @@ def execute(
     store = RunDir(p.out).ensure()
     if launcher == "local":
         slots, threads = cap_workers(slots, threads, p.cells, store, retry_failed)
-    store.write_plan(p.cells, p.meta())
+    plugins = [x for x in store.plan().get("plugins", []) if isinstance(x, str)]
+    plugins += [x for x in resolved(p.settings.plugins) if x not in plugins]
+    store.write_plan(p.cells, {**p.meta(), "plugins": plugins})  # plugins: for profile --from
     if launcher == "slurm":
         return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
                          retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)

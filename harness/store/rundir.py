@@ -25,7 +25,9 @@ warning and set aside (``NAME.damaged``) before it is written anew.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -48,6 +50,8 @@ ENV = "env.json"
 ENVS = "envs"
 PLAN = "plan.json"
 RUNNING = "running"
+CLAIMS = "claims"  # claims/<hash of cell_id>.json: the one runner measuring that cell
+CLAIM_STALE_S = 600.0  # a claim from another host not refreshed for this long is stale
 PROFILES = "profiles"
 
 
@@ -64,9 +68,14 @@ def _locked(root: Path, name: str) -> Iterator[None]:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Write whole or not at all (a temporary file renamed over ``path``)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreWriteError(path, exc) from None
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -81,6 +90,17 @@ def _read_json_object(path: Path) -> dict[str, Any]:
         warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=3)
         return {}
     return data
+
+
+class StoreWriteError(Exception):
+    """A line could not be appended to a run directory's file (nothing of it was left
+    behind). ``full`` when the disk or quota is full: freeing space and rerunning the same
+    command resumes."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path, self.errno = Path(path), exc.errno
+        self.full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
 
 
 @dataclass
@@ -108,6 +128,59 @@ class Claim:
             return False
 
 
+@dataclass
+class CellClaim:
+    """One cell in one runner's hands, from its first round to its record (see
+    ``RunDir.claim_cell``). Its file's mtime is the owner's heartbeat (``touch``)."""
+
+    cell_id: str
+    host: str
+    pid: int
+    create_time: float
+    path: str = ""
+
+    @classmethod
+    def mine(cls, cell_id: str, path: Path) -> CellClaim:
+        pid = os.getpid()
+        return cls(cell_id, socket.gethostname(), pid, psutil.Process(pid).create_time(),
+                   str(path))
+
+    def same_owner(self, other: CellClaim) -> bool:
+        return (self.host, self.pid) == (other.host, other.pid) and abs(
+            self.create_time - other.create_time) < 1.0
+
+    def alive(self) -> bool:
+        """Whether the owner still runs: its process on this host; on another host (not
+        checkable from here) whether it refreshed the claim within ``CLAIM_STALE_S``."""
+        if self.host != socket.gethostname():
+            try:
+                return time.time() - os.stat(self.path).st_mtime < CLAIM_STALE_S
+            except OSError:
+                return False
+        return Claim(self.host, self.pid, self.create_time, 0, 0, []).alive() is True
+
+    def touch(self) -> None:
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        """Give the cell up (its record is stored, or this runner stops)."""
+        held = _read_cell_claim(Path(self.path))
+        if held is not None and held.same_owner(self):
+            Path(self.path).unlink(missing_ok=True)
+
+
+def _read_cell_claim(path: Path) -> CellClaim | None:
+    try:
+        d = json.loads(path.read_text())
+        return CellClaim(str(d["cell_id"]), str(d["host"]), int(d["pid"]),
+                         float(d["create_time"]), str(path))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
 class RunDir:
     """One run directory and its files (see the module docstring). Safe for several
     processes (and hosts sharing the directory) at once."""
@@ -131,8 +204,60 @@ class RunDir:
         return self
 
     def append(self, record: Record) -> None:
-        """Append one record atomically (one write under flock) and fsync it."""
+        """Append one record atomically (one write under flock) and fsync it; this
+        process's claim of the cell, if any, ends with it."""
         self._append_line(self.records_path, record.to_json())
+        self._release_if_mine(record.cell_id)
+
+    # ------------------------------------------------------------ cell claims
+
+    def _claim_path(self, cell_id: str) -> Path:
+        return self.root / CLAIMS / f"{hashlib.sha1(cell_id.encode()).hexdigest()[:20]}.json"
+
+    def claim_cell(self, cell_id: str) -> CellClaim | None:
+        """Take ``cell_id`` for this process, or None while another live runner holds it.
+
+        Runners sharing a directory (two commands by mistake, Slurm jobs by design)
+        measure each cell once: a runner claims a cell before its first round and the
+        claim ends with the cell's record (``append``) or ``CellClaim.release``. A claim
+        whose owner is dead (its process gone on this host; not refreshed for
+        ``CLAIM_STALE_S`` from another host) is taken over. Created with O_EXCL, so two
+        runners never both get a cell."""
+        path = self._claim_path(cell_id)
+        path.parent.mkdir(exist_ok=True)
+        me = CellClaim.mine(cell_id, path)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                held = _read_cell_claim(path)
+                if held is not None and held.same_owner(me):
+                    return held
+                if held is None:  # being written right now, or damaged
+                    try:
+                        young = time.time() - path.stat().st_mtime < 5.0
+                    except OSError:
+                        continue
+                    if young:
+                        return None
+                elif held.alive():
+                    return None
+                with _locked(path.parent, ".lock"):  # one runner takes a stale claim over
+                    again = _read_cell_claim(path)
+                    if again is None or again == held:
+                        path.unlink(missing_ok=True)
+                continue
+            except OSError as exc:
+                raise StoreWriteError(path, exc) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump({k: v for k, v in asdict(me).items() if k != "path"}, f)
+            return me
+        return None
+
+    def _release_if_mine(self, cell_id: str) -> None:
+        path = self._claim_path(cell_id)
+        if path.exists():
+            CellClaim.mine(cell_id, path).release()
 
     @property
     def rounds_path(self) -> Path:
@@ -177,13 +302,33 @@ class RunDir:
         return out
 
     def _append_line(self, path: Path, text: str) -> None:
+        """Append ``text`` as one whole line or not at all: a short write or an error
+        (a full disk: ENOSPC, a quota: EDQUOT, an I/O error) truncates the file back to
+        its size before, so no half line is ever left behind, and raises StoreWriteError."""
         line = (text + "\n").encode()
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._terminate_partial_line(fd)
-            os.write(fd, line)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                self._terminate_partial_line(fd)
+                data = memoryview(line)
+                while data:
+                    n = os.write(fd, data)
+                    if n <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    data = data[n:]
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                raise StoreWriteError(path, exc) from None
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

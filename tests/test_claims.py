@@ -1,0 +1,109 @@
+"""Runners sharing one run directory (issue 16, case 3): each cell is claimed by one
+runner, measured once, and a claim whose owner died is taken over. A second runner is
+never refused (Slurm jobs share a store by design)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.store.rundir import CLAIMS, RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
+
+HOLD = """
+import sys, time
+from harness.store.rundir import RunDir
+c = RunDir(sys.argv[1]).claim_cell(sys.argv[2])
+print("claimed" if c else "refused", flush=True)
+time.sleep(60)
+"""
+
+
+def holder(tmp_path: Path, cell_id: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), cell_id], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "claimed"
+    return proc
+
+
+def test_a_live_claim_is_respected_and_a_dead_ones_taken_over(tmp_path):
+    store = RunDir(tmp_path).ensure()
+    other = holder(tmp_path, "a/cell")
+    try:
+        assert store.claim_cell("a/cell") is None  # held by a live process
+        mine = store.claim_cell("b/cell")
+        assert mine is not None and store.claim_cell("b/cell") == mine  # re-entrant
+    finally:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+    taken = store.claim_cell("a/cell")  # its owner died: stale, taken over
+    assert taken is not None
+    mine.release()
+    assert not Path(mine.path).exists()
+
+
+def test_the_record_ends_the_claim_and_a_foreign_release_does_nothing(tmp_path):
+    from harness.store.records import Cell, Record
+
+    store = RunDir(tmp_path).ensure()
+    cell = Cell.make(arch="lmu", workload="forward", seq_len=8, batch=1)
+    claim = store.claim_cell(cell.cell_id)
+    store.append(Record.for_cell(cell, "ok", samples=[1.0], n_samples=1, time_median_s=1.0))
+    assert not Path(claim.path).exists()
+    other = holder(tmp_path, cell.cell_id)
+    try:
+        claim.release()  # not ours any more: the other runner's claim stays
+        assert Path(claim.path).exists() and store.claim_cell(cell.cell_id) is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_claim_from_another_host_is_stale_only_when_not_refreshed(tmp_path, monkeypatch):
+    import os
+
+    import harness.store.rundir as rundir
+
+    store = RunDir(tmp_path).ensure()
+    path = store._claim_path("x")
+    path.parent.mkdir()
+    path.write_text(json.dumps({"cell_id": "x", "host": "elsewhere", "pid": 1,
+                                "create_time": 0.0}))
+    assert store.claim_cell("x") is None  # fresh heartbeat: alive as far as we can tell
+    old = time.time() - rundir.CLAIM_STALE_S - 5
+    os.utime(path, (old, old))
+    assert store.claim_cell("x") is not None
+
+
+def suite(tmp_path: Path) -> str:
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f'name = "t"\n[settings]\nbudget_s = 0.3\ntimeout_s = 60\ncount_flops = false\n'
+        f'rounds = 1\nplugins = ["{PLUGIN}"]\n[cpu]\npreset = "tiny"\nbatch = 1\n'
+        'workload = "forward"\n[[cpu.grid]]\narch = ["test-slow"]\nseq_len = [1, 2, 3, 4, 5, 6]\n')
+    return str(path)
+
+
+def test_two_runners_into_one_out_measure_each_cell_once(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "harness", "run", "--suite", suite(tmp_path), "--out", str(out)]
+    logs = [open(tmp_path / f"log{i}.txt", "w") for i in range(2)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=f) for f in logs]
+    codes = [p.wait(timeout=400) for p in procs]
+    for f in logs:
+        f.close()
+    texts = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
+    assert codes == [0, 0], texts
+    lines = (out / "records.jsonl").read_text().splitlines()
+    ids = [json.loads(x)["cell_id"] for x in lines]
+    assert len(ids) == len(set(ids)) == 6, texts  # the issue saw 12 records for 6 cells
+    assert {json.loads(x)["status"] for x in lines} == {"ok"}
+    assert not list((out / CLAIMS).glob("*.json"))  # every claim ended with its record
+    assert any("another runner" in t for t in texts)  # the waiting one said so
+    assert all("6 of 6" not in t or "no record" not in t for t in texts)

@@ -1,0 +1,64 @@
+"""Plugins and profiling (issue 16, case 11): a plugin that exits at import is a clear
+usage error; ``profile --from`` a run made with ``--plugin`` loads the run's plugins; a
+crashing adapter fails its own profile only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.store.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
+FAST_PROFILE = ("--wait", "0", "--warmup", "0", "--active", "1", "--no-stack", "--no-memory",
+                "--top", "0")
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("body,shown", [("import sys\nsys.exit(3)\n", "sys.exit(3)"),
+                                        ("raise SystemExit\n", "sys.exit(None)"),
+                                        ("exit('bye')\n", "sys.exit('bye')")])
+@pytest.mark.parametrize("command", ["run", "profile"])
+def test_a_plugin_exiting_at_import_is_a_usage_error(tmp_path, capsys, body, shown, command):
+    plugin = tmp_path / f"quits_{command}.py"
+    plugin.write_text(body)
+    args = (["run", "--suite", "smoke", "--out", str(tmp_path / "run")] if command == "run"
+            else ["profile", "--arch", "lmu", "--seq-len", "8"])
+    code, _, err = cli(capsys, *args, "--plugin", str(plugin))
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert str(plugin) in line and shown in line and "import" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_profile_from_a_plugin_run_loads_its_plugins(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "run", "--plugin", PLUGIN, "--suite", "smoke", "--arch",
+                       "test-ok", "--workload", "forward", "--seq-len", "8", "--batch", "1",
+                       "--budget-s", "0.02", "--out", str(run))
+    assert code == 0, err
+    assert RunDir(run).plan()["plugins"] == [PLUGIN]
+    (rec,) = RunDir(run).records()
+    code, out, err = cli(capsys, "profile", "--from", str(run), "--cell", rec.cell_id,
+                         "--out", str(tmp_path / "prof"), *FAST_PROFILE)
+    assert code == 0, out + err
+    assert list((tmp_path / "prof").glob("*/profile.json"))
+
+
+def test_a_segfaulting_adapter_fails_its_profile_only(tmp_path, capsys):
+    code, out, err = cli(capsys, "profile", "--plugin", PLUGIN, "--arch", "test-segv,test-ok",
+                         "--workload", "forward", "--seq-len", "8", "--batch", "1",
+                         "--preset", "tiny", "--set", "fail_at=1",
+                         "--out", str(tmp_path / "prof"), *FAST_PROFILE)
+    assert code == 1, out + err
+    assert "failed: cell process died (SIGSEGV" in out
+    done = [p.parent.name for p in (tmp_path / "prof").glob("*/profile.json")]
+    assert len(done) == 1 and done[0].startswith("test-ok")

@@ -1,0 +1,206 @@
+"""Stopping a run and a full disk (issue 16, cases 4, 5, 6): SIGTERM is handled like
+Ctrl-C and says how to resume; no cell process outlives its runner, even after kill -9;
+a record line is written whole or not at all, and a full disk is one line, not a
+traceback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.store.records import Cell, Record
+from harness.store.rundir import RunDir, StoreWriteError
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
+
+
+def hang_suite(tmp_path: Path) -> str:
+    """test-hang at n=2 is measured at once (one round: its record is final), at n=4 it
+    hangs until its 60 s timeout."""
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f'name = "t"\n[settings]\nbudget_s = 0.02\ntimeout_s = 60\ncount_flops = false\n'
+        f'rounds = 1\nplugins = ["{PLUGIN}"]\n[cpu]\npreset = "tiny"\nbatch = 1\n'
+        'workload = "forward"\n[[cpu.grid]]\narch = ["test-hang"]\nseq_len = [2, 4]\n'
+        'set = {fail_at = 4}\n')
+    return str(path)
+
+
+def start_runner(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "harness", "run", "--suite", hang_suite(tmp_path),
+           "--out", str(out)]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=f, start_new_session=True)
+    return proc, out, log
+
+
+def wait_for_hanging_cell(proc: subprocess.Popen, out: Path, log: Path) -> list[psutil.Process]:
+    """Once the first record is stored and the hanging cell runs: every descendant."""
+    deadline = time.monotonic() + 120
+    runner = psutil.Process(proc.pid)
+    while time.monotonic() < deadline:
+        rec = out / "records.jsonl"
+        kids = runner.children(recursive=True)
+        cells = [k for k in kids if _is_cell(k)]
+        if rec.exists() and rec.read_text().strip() and cells:
+            time.sleep(0.3)  # past the cell's own setup (setsid, prctl)
+            return runner.children(recursive=True)
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"no hanging cell after 120 s: {log.read_text()}")
+
+
+def _is_cell(p: psutil.Process) -> bool:
+    try:
+        return p.pid == os.getsid(p.pid)  # a cell runs in its own session
+    except (psutil.Error, OSError):
+        return False
+
+
+def survivors(procs: list[psutil.Process], within_s: float = 15.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + within_s
+    alive = procs
+    while time.monotonic() < deadline:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.Error:
+                pass
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
+
+
+def test_sigterm_stops_like_ctrl_c_kills_cells_and_says_how_to_resume(tmp_path):
+    proc, out, log = start_runner(tmp_path)
+    try:
+        family = wait_for_hanging_cell(proc, out, log)
+        assert any(_is_cell(p) for p in family)
+        proc.send_signal(signal.SIGTERM)  # the runner only, as a scheduler would
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 143, text
+    assert "Traceback" not in text
+    assert "terminated (SIGTERM): 1 of 2 cells saved in" in text
+    assert str(out / "records.jsonl") in text and "same command" in text
+    left = survivors(family)
+    assert not left, [(p.pid, p.name()) for p in left]
+
+
+def test_sigint_says_where_the_records_are(tmp_path):
+    proc, out, log = start_runner(tmp_path)
+    try:
+        family = wait_for_hanging_cell(proc, out, log)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 130 and "Traceback" not in text, text
+    assert "interrupted: 1 of 2 cells saved in" in text and "resume" in text
+    assert not survivors(family)
+
+
+def test_kill_9_of_the_runner_takes_its_cells_along(tmp_path):
+    """The runner killed outright (no handler runs): the cell, in its own session, dies
+    with the forkserver (parent-death signal), and the resource tracker ends too."""
+    proc, out, log = start_runner(tmp_path)
+    try:
+        family = wait_for_hanging_cell(proc, out, log)
+        proc.kill()
+        proc.wait(timeout=30)
+        left = survivors(family)
+    finally:
+        for p in family:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    assert not left, [(p.pid, p.cmdline()[-3:]) for p in left]
+
+
+def record(n: int) -> Record:
+    cell = Cell.make(arch="lmu", workload="forward", seq_len=n, batch=1)
+    return Record.for_cell(cell, "ok", samples=[1e-3] * 50, n_samples=50, time_median_s=1e-3)
+
+
+@pytest.mark.parametrize("how", ["short-then-enospc", "enospc", "zero", "fsync"])
+def test_a_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch, how):
+    store = RunDir(tmp_path).ensure()
+    store.append(record(1))
+    before = store.records_path.read_bytes()
+    real_write, real_fsync = os.write, os.fsync
+    calls = {"n": 0}
+
+    def write(fd, data):
+        calls["n"] += 1
+        if how == "zero":
+            return 0
+        if how == "short-then-enospc" and calls["n"] == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # the disk fills mid-line
+        if how == "fsync":
+            return real_write(fd, data)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fsync(fd):
+        if how == "fsync":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr("harness.store.rundir.os.write", write)
+    monkeypatch.setattr("harness.store.rundir.os.fsync", fsync)
+    with pytest.raises(StoreWriteError) as info:
+        store.append(record(2))
+    assert info.value.full
+    monkeypatch.undo()
+    assert store.records_path.read_bytes() == before  # no half line left behind
+    store.append(record(3))  # and the file takes whole lines again afterwards
+    assert [r.seq_len for r in store.records()] == [1, 3]
+
+
+def test_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
+    from harness.cli import main
+
+    args = ["run", "--plugin", PLUGIN, "--suite", "smoke", "--arch", "test-ok", "--workload",
+            "forward", "--seq-len", "2,3,4,5", "--batch", "1", "--budget-s", "0.02",
+            "--out", str(tmp_path / "run")]
+    real = RunDir._append_line
+    appended = {"n": 0}
+
+    def filling(self, path, text):
+        if path.name == "records.jsonl":
+            appended["n"] += 1
+            if appended["n"] > 2:  # the third record finds the disk full
+                raise StoreWriteError(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real(self, path, text)
+
+    monkeypatch.setattr(RunDir, "_append_line", filling)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"disk full: 2 of 4 cells saved in {tmp_path / 'run' / 'records.jsonl'}; free space "
+        "and rerun the same command to resume")
+    monkeypatch.undo()
+    assert main(args) == 0
+    recs = RunDir(tmp_path / "run").records()
+    assert sorted(r.seq_len for r in recs) == [2, 3, 4, 5]
