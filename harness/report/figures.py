@@ -56,10 +56,25 @@ def _layout(n_facets: int, width: str) -> tuple[int, int]:
     return math.ceil(n_facets / cols), cols
 
 
-def legend_columns(n_facets: int, width: str, n_items: int) -> int:
-    """As many legend columns as fit under one panel (about 1.6 in per entry)."""
+def legend_columns(n_facets: int, width: str, n_items: int, entry_in: float = 1.6) -> int:
+    """As many legend columns as fit under one panel (``entry_in`` inches per entry)."""
     _, cols = _layout(n_facets, width)
-    return max(1, min(n_items, int(WIDTHS[width] / cols / 1.6)))
+    return max(1, min(n_items, int(WIDTHS[width] / cols / entry_in)))
+
+
+def legend_below(ax: Axes, handles: list, ncol: int, *, offset: float = -0.24,
+                 title: str | None = None) -> None:
+    """The panel's legend under its x axis, centred: every figure's legend looks alike."""
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, offset),
+        ncol=ncol,
+        handlelength=1.6,
+        columnspacing=1.0,
+        borderaxespad=0.0,
+        title=title,
+    )
 
 
 def new_figure(
@@ -260,16 +275,7 @@ def _finish_panel(
     sns.despine(ax=ax)
     (panel.strip or ax).set_title(title, loc="left")
     if handles:
-        ax.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.24),
-            ncol=ncol,
-            handlelength=1.6,
-            columnspacing=1.0,
-            borderaxespad=0.0,
-            title=legend_title,
-        )
+        legend_below(ax, handles, ncol, title=legend_title)
 
 
 def _freeze(fig: Figure) -> Figure:

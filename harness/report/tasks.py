@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from harness.report.figures import _freeze, new_figure
+from harness.report.figures import _freeze, legend_below, legend_columns, new_figure
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import STATUS_TEXT, fmt_number
 from harness.store.load import FACET_KEYS
@@ -421,12 +421,6 @@ def _panel_title(key: dict[str, Any], res: pd.DataFrame) -> str:
     return title
 
 
-def _legend_columns(n_panels: int, width: str, n_items: int) -> int:
-    """Entries are short arch names: about 1.1 in each fits under a panel."""
-    cols = 1 if width == "single" else min(n_panels, 3)
-    return max(1, min(n_items, int(WIDTHS[width] / cols / 1.1)))
-
-
 def _target_handle(target: float, metric: MetricInfo) -> Line2D:
     return Line2D(
         [],
@@ -473,7 +467,7 @@ def plot_task_curves(
     if not panels:
         raise ValueError("no task records to plot")
     n_items = max(len(g) + 1 for _, g in panels)  # archs + the target line
-    ncol = _legend_columns(len(panels), width, n_items)
+    ncol = legend_columns(len(panels), width, n_items, entry_in=1.1)  # short arch names
     with mpl.rc_context(sns.axes_style("ticks")), mpl.rc_context(rc_for_width(WIDTHS[width])):
         fig, axes = new_figure(len(panels), width, math.ceil(n_items / ncol), 0)
         for panel, (key, g) in zip(axes, panels, strict=True):
@@ -570,15 +564,7 @@ def _draw_panel(ax, key, g: pd.DataFrame, curves: pd.DataFrame, x: str, styles, 
     ax.grid(True, which="major", axis="both")
     sns.despine(ax=ax)
     if handles:
-        ax.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.26),
-            ncol=ncol,
-            handlelength=1.6,
-            columnspacing=1.0,
-            borderaxespad=0.0,
-        )
+        legend_below(ax, handles, ncol, offset=-0.26)
 
 
 __all__ = [

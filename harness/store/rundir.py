@@ -79,9 +79,12 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object file, or {} with a warning when it is unreadable or not an object."""
+    """A JSON object file; {} when it is missing, and with a warning when it is unreadable
+    or not an object."""
     try:
         data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
     except (OSError, ValueError, RecursionError) as exc:
         warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
                       stacklevel=3)
@@ -465,16 +468,8 @@ class RunDir:
         """The plan, or {} (with a warning) when plan.json is missing or damaged; cell entries
         that are not ``{"cell_id": str, ...}`` objects are dropped."""
         path = self.plan_path
-        try:
-            plan = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, RecursionError) as exc:
-            warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
-                          stacklevel=2)
-            return {}
-        if not isinstance(plan, dict):
-            warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=2)
+        plan = _read_json_object(path)
+        if not plan:
             return {}
         cells = plan.get("cells", [])
         good = [d for d in cells if isinstance(d, dict) and isinstance(d.get("cell_id"), str)
