@@ -172,7 +172,8 @@ TOML_VALUES = st.one_of(TOML_SCALARS, st.lists(TOML_SCALARS, max_size=3),
                         st.dictionaries(st.sampled_from(["order", "theta", "x"]), TOML_SCALARS,
                                         max_size=2))
 SETTING_KEYS = ["budget_s", "timeout_s", "mem_cap_gb", "seed", "target_rel_ci",
-                "noise_threshold", "count_flops", "plugins", "rounds", "bogus"]
+                "noise_threshold", "count_flops", "plugins", "rounds", "warm_mem_gb", "precision",
+                "bogus"]
 GRID_KEYS = ["arch", "workload", "seq_len", "batch", "preset", "dtype", "compile", "set",
              "architecture"]
 

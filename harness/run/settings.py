@@ -36,7 +36,8 @@ class RunSettings:
     precision: str = "strict"
 
     def __post_init__(self) -> None:
-        if isinstance(self.plugins, str) or not all(isinstance(p, str) for p in self.plugins):
+        if not isinstance(self.plugins, (list, tuple)) or not all(
+                isinstance(p, str) for p in self.plugins):
             raise UsageError(f"setting plugins must be a list of module names or .py paths, "
                              f"got {self.plugins!r}")
         object.__setattr__(self, "plugins", tuple(self.plugins))
