@@ -106,9 +106,9 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str | None = None) 
 
     console = Console(width=None if os.isatty(1) else 200)
     timed = tasks = False
-    from harness.report import _stored
+    from harness.report.build import stored_setting
 
-    baseline = baseline or str(_stored([run_dir], "baseline") or "")  # "": times only
+    baseline = baseline or str(stored_setting([run_dir], "baseline") or "")  # "": times only
     for title, grid in summary_tables(run_dir, baseline):
         is_task = "task" in grid.columns
         timed, tasks = timed or not is_task, tasks or is_task

@@ -1,0 +1,234 @@
+"""The sections of ``index.md`` and the files they link: tables per facet, tasks, scaling
+exponents, the profile breakdown and the failed cells. Each returns its Markdown lines."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from harness.report.catalogue import write_figures
+from harness.report.output import Output, describe, slug, varying, write_csv, write_text
+from harness.report.scaling import MIN_FIT_LENGTHS, scaling_table
+from harness.report.style import ArchStyle
+from harness.report.tables import (
+    METRICS,
+    metric_grid,
+    metric_table,
+    speedup_grid,
+    speedup_table,
+    to_latex,
+    to_markdown,
+)
+from harness.report.tasks import task_results, task_table
+from harness.store.load import FACET_KEYS
+
+TABLE_NAMES = {
+    "time_median_s": "time",
+    "peak_mem_bytes": "memory",
+    "tokens_per_s": "throughput",
+    "time_per_token_s": "latency",
+    "state_bytes": "state",
+}
+
+
+def write_tables(df: pd.DataFrame, speed: pd.DataFrame, styles: dict[str, ArchStyle],
+                 baseline: str, output: Output, n_resamples: int) -> list[str]:
+    """Per facet: speedup and absolute tables as .md/.tex/.csv; returns index.md lines."""
+    out = output.out
+    order = list(styles)
+    vary = varying(df, FACET_KEYS)
+    lines: list[str] = []
+    facet_cols = [k for k in FACET_KEYS if k in df.columns]
+    for values, g in df.groupby(facet_cols, sort=True, dropna=False):
+        key = dict(zip(facet_cols, values, strict=True))
+        name = slug(
+            key["workload"],
+            key["device_label"],
+            *[key[k] for k in vary if k not in ("workload", "device_label")],
+        )
+        extra = describe(key, vary)
+        lines.append(
+            f"### {key['workload']} — {key['device_label']}" + (f" ({extra})" if extra else "")
+        )
+        lines.append("")
+        sp = speed
+        for k, v in key.items():
+            sp = sp[sp[k] == v]
+        tables = [("speedup", speedup_grid(sp, order), None)]
+        # per-token time and state size exist only where a per-token workload recorded them
+        metrics = ["time_median_s", "peak_mem_bytes", "tokens_per_s", "time_per_token_s",
+                   "state_bytes"]
+        for m in metrics:
+            if g[m].notna().any():
+                grid, unit = metric_grid(metric_table(g, m), m, order)
+                tables.append((m, grid, unit))
+        for kind, grid, unit in tables:
+            if kind == "speedup":
+                title = (
+                    f"Speedup over `{baseline}` (baseline median time / arch median time, "
+                    f"95% bootstrap CI from the samples, {n_resamples} resamples)"
+                )
+                csv = sp
+                comment = f"speedup over {baseline}: {key['workload']} on {key['device_label']}"
+            else:
+                title = f"{METRICS[kind].title} ({unit})"
+                csv = metric_table(g, kind)
+                comment = (
+                    f"{METRICS[kind].title} ({unit}): {key['workload']} on {key['device_label']}"
+                )
+            stem = out / "tables" / f"{TABLE_NAMES.get(kind, kind)}_{name}"
+            md = to_markdown(grid)
+            write_text(stem.with_suffix(".md"), f"{title}\n\n{md}")
+            write_text(
+                stem.with_suffix(".tex"), to_latex(grid, comment + (f" ({extra})" if extra else ""))
+            )
+            write_csv(csv.drop(columns=["samples"], errors="ignore"), stem.with_suffix(".csv"))
+            lines += [f"**{title}** — {output.links(stem)}", "", md]
+    return lines
+
+
+TASK_INTRO = (
+    "Each architecture trained under its task's protocol (fixed seed, AdamW, the same "
+    "budget), evaluated on the held-out split at intervals. Final: the metric at the last "
+    "evaluation; best: the best evaluation (↑ higher is better, ↓ lower). Time to target: "
+    "training wall-clock seconds (evaluation excluded) at the first evaluation that met the "
+    "target; tokens to target likewise. Speedup vs `{b}` = `{b}`'s time to target / the "
+    "architecture's, same device, task and options; in brackets the range the evaluation "
+    "spacing allows (the target was crossed somewhere after the previous evaluation), not a "
+    "noise interval: one seed, one run. '> x (baseline not reached)': `{b}` trained its "
+    "whole budget without reaching the target, so the speedup is at least x. A failed cell "
+    "shows its status."
+)
+TASK_FIGURES = {
+    "wall_s": "Held-out metric vs training wall-clock seconds",
+    "tokens_seen": "Held-out metric vs tokens seen",
+}
+
+
+def write_task_section(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str,
+                       output: Output) -> list[str]:
+    """Task table (.md/.tex/.csv), curves as CSV, and metric-vs-time/tokens figures."""
+    from harness.report.tasks import plot_task_curves, task_curves, task_latex, task_markdown
+
+    out = output.out
+    table = task_table(df, baseline)
+    devices = table["device"].unique()
+    shown = table.drop(columns=["device"]) if len(devices) == 1 else table
+    stem = out / "tables" / "tasks"
+    md = task_markdown(shown)
+    on = f" on {devices[0]}" if len(devices) == 1 else ""
+    title = f"Task results{on}: final metric, parameters, time to target, speedup vs `{baseline}`"
+    write_text(stem.with_suffix(".md"), f"{title}\n\n{md}")
+    write_text(stem.with_suffix(".tex"), task_latex(shown, f"task results{on}"))
+    write_csv(task_results(df, baseline).drop(columns=["message"]), stem.with_suffix(".csv"))
+    write_csv(task_curves(df), out / "task_curves.csv")
+    lines = ["## Tasks", "", TASK_INTRO.format(b=baseline), ""]
+    lines += [f"**{title}** — {output.links(stem)}", "", md]
+    has_curves = any(isinstance(m, dict) and m.get("curve") for m in df["metrics"])
+    for x, caption in TASK_FIGURES.items() if has_curves else ():
+        caption += (
+            ", one panel per task; dashed grey: the target; ringed: the evaluation where the "
+            "target was first met; a curve identical to another (two implementations of one "
+            "model) is dashed with open markers and named '(= other)' in the legend"
+        )
+        lines += output.figure(
+            lambda w, x=x: plot_task_curves(df, x, styles=styles, width=w, baseline=baseline),
+            f"task_{'time' if x == 'wall_s' else 'tokens'}", caption, f"task curves vs {x}",
+        )
+    lines.append("Every evaluation of every task cell: [task_curves.csv](task_curves.csv).")
+    return lines + [""]
+
+
+def failures(df: pd.DataFrame) -> list[str]:
+    """The failed and skipped cells as a Markdown table (or that all finished)."""
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return ["All cells finished."]
+    lines = ["| device | workload | arch | n | status | message |", "|---|---|---|---:|---|---|"]
+    for r in bad.sort_values(["device_label", "workload", "arch", "seq_len"]).itertuples():
+        msg = str(r.message or "").replace("|", "\\|").replace("\n", " ")
+        msg = msg[:117] + "…" if len(msg) > 120 else msg
+        lines.append(
+            f"| {r.device_label} | {r.workload} | `{r.arch}` | {r.seq_len} | {r.status} | {msg} |"
+        )
+    return lines
+
+
+def profile_section(dirs: list[str | os.PathLike[str]], output: Output) -> list[str]:
+    """Where the time goes, from profiles taken with ``harness profile --from RUN_DIR``
+    (stored under ``RUN_DIR/profiles/``; never the cells whose times are reported)."""
+    from harness.profile.breakdown import CATEGORY_HELP, breakdown_table, markdown
+    from harness.report.profiles import figure
+
+    long = breakdown_table(dirs)
+    if long.empty:
+        return []
+    paths = figure(long, output.out / "figures" / "profile_breakdown")
+    png = next((p for p in paths if p.suffix == ".png"), None)
+    lines = [
+        "## Where the time goes (torch.profiler)",
+        "",
+        "Self time per step by operator category, from separate profiled runs of these "
+        "cells (profiling slows a step, so these are shares, not the reported times).",
+        "",
+        markdown(long),
+        "",
+        *(f"- **{name}**: {what}" for name, what in CATEGORY_HELP.items()),
+        "",
+    ]
+    if png is not None:
+        lines += [f"![profile breakdown]({output.rel(png)})", ""]
+    return lines
+
+
+def timed_sections(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str,
+                   output: Output, preset: str, n_resamples: int, seed: int) -> list[str]:
+    """Figures, scaling exponents and tables of the timed workloads (forward, train, …)."""
+    speed = speedup_table(df, baseline, n_resamples=n_resamples, seed=seed)
+    exps = scaling_table(df)
+    write_csv(exps, output.out / "scaling.csv")
+    lines = ["## Figures", ""]
+    lines += write_figures(df, speed, styles, baseline, output, preset)
+    if not exps.empty:
+        lines += ["## Scaling exponents", "", SCALING_INTRO, ""]
+        lines += scaling_markdown(exps)
+    lines += ["## Tables", ""]
+    lines += write_tables(df, speed, styles, baseline, output, n_resamples)
+    return lines
+
+
+SCALING_INTRO = (
+    "Slope of log(median time) on log(n) per architecture within one facet (device, "
+    "workload, preset, batch, dtype, compile, overrides), over its completed lengths: the "
+    "exponent, its 95% interval (Student t) and R² of the log–log fit. A fit needs at least "
+    f"{MIN_FIT_LENGTHS} lengths; with fewer the table says so instead of fitting "
+    "([scaling.csv](scaling.csv) has the standard errors, ranges and prefactors)."
+)
+
+
+def scaling_markdown(exps: pd.DataFrame) -> list[str]:
+    """One Markdown table per facet: arch, exponent [95% CI], R², lengths fitted."""
+    lines: list[str] = []
+    facet_cols = [k for k in FACET_KEYS if k in exps.columns]
+    vary = varying(exps, FACET_KEYS)
+    for values, g in exps.groupby(facet_cols, sort=True, dropna=False):
+        key = dict(zip(facet_cols, values, strict=True))
+        extra = describe(key, vary)
+        lines += [f"**{key['workload']} — {key['device_label']}**"
+                  + (f" ({extra})" if extra else ""), ""]
+        grid = pd.DataFrame(
+            {
+                "exponent [95% CI]": [
+                    r.note if r.note else f"{r.exponent:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                    for r in g.itertuples()
+                ],
+                "R²": ["" if r.note else f"{r.r2:.3f}" for r in g.itertuples()],
+                "lengths": [
+                    "" if r.note else f"{r.n_points} ({r.n_min}–{r.n_max})" for r in g.itertuples()
+                ],
+            },
+            index=pd.Index(g["arch"]),
+        )
+        lines += [to_markdown(grid, "arch"), ""]
+    return lines
