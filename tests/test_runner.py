@@ -132,3 +132,22 @@ def test_scheduler_runs_short_lengths_first_and_longest_eligible_first():
     nxt = s.eligible(done)
     assert {(c.arch, c.seq_len) for c in nxt} == {("x", 8), ("y", 8), ("x", 16), ("y", 16)}
     assert nxt[0].seq_len == 16  # longest expected first among the eligible
+
+
+def test_sweep_run_frames_the_plans_records_with_the_loaders_columns(tmp_path):
+    """The README's ``harness.sweep.run`` goes through the one loader: the plan's records
+    only (not others in the same directory), with the env columns ``load_run`` adds."""
+    from harness.store.load import load_run
+    from harness.sweep import run
+
+    suite = write_suite(tmp_path, '[[cpu.grid]]\narch = ["test-ok"]\nseq_len = [8, 16]\n')
+    out = tmp_path / "run"
+    run(suite, out=out, seq_len=[8])
+    df = run(suite, out=out, seq_len=[16])
+    assert list(df["seq_len"]) == [16] and list(df["status"]) == ["ok"]
+    every = load_run(out)
+    assert sorted(every["seq_len"]) == [8, 16]
+    assert set(every.columns) == set(df.columns)
+    row = every[every["seq_len"] == 16].iloc[0]
+    for col in ("cell_id", "device_label", "hostname", "thin", "overrides_key", "time_median_s"):
+        assert df.iloc[0][col] == row[col], col

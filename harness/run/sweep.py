@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import architectures
 from architectures.optional import kernel_status
@@ -26,6 +26,9 @@ from harness.run.suites import Suite, load_suite
 from harness.store import env as env_mod
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Plan", "execute", "plan", "run", "worker_slots"]
 
@@ -148,13 +151,13 @@ def execute(
 
 def run(suite: str = "bench", *, workers: int = 1, devices: list[str] | None = None,
         retry_failed: bool = False, launcher: str = "local",
-        launcher_config: str | os.PathLike[str] | SlurmConfig | None = None, **options: Any):
-    """Plan and execute a sweep; returns the DataFrame of its records."""
-    import pandas as pd
+        launcher_config: str | os.PathLike[str] | SlurmConfig | None = None,
+        **options: Any) -> pd.DataFrame:
+    """Plan and execute a sweep; returns the DataFrame of its records (with the columns
+    :func:`harness.store.load.load_run` gives)."""
+    from harness.store.load import records_frame
 
     p = plan(suite, **options)
     recs = execute(p, workers=workers, devices=devices, retry_failed=retry_failed,
                    launcher=launcher, launcher_config=launcher_config)
-    from dataclasses import asdict
-
-    return pd.DataFrame([asdict(r) for r in recs])
+    return records_frame(recs, p.out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.timing import MIN_SAMPLES
+from harness.store.records import Record
 from harness.store.rundir import RunDir, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
@@ -51,7 +52,15 @@ def load_run(d: str | os.PathLike[str]) -> pd.DataFrame:
     """The latest record per cell of one run directory, with env columns added."""
     recs = read_records(d)  # UsageError: missing dir, no records, other schema version
     latest = {r.cell_id: r for r in recs}
-    df = pd.DataFrame([asdict(r) for r in latest.values()])
+    return records_frame(list(latest.values()), d)
+
+
+def records_frame(recs: Sequence[Record], d: str | os.PathLike[str]) -> pd.DataFrame:
+    """``recs`` of run directory ``d`` (in their order) as rows with env columns added;
+    no records: an empty DataFrame."""
+    if not recs:
+        return pd.DataFrame()
+    df = pd.DataFrame([asdict(r) for r in recs])
     run = RunDir(d)
     # each record's own machine (a Slurm run may span hosts with different devices)
     envs = {host: run.host_env(host) for host in set(df["host"])}
