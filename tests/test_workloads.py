@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -155,3 +157,27 @@ def test_a_plugin_registers_a_workload(monkeypatch):
         workloads.register("x", description="", kind="batch")(type("X", (), {}))
     with pytest.raises(ValueError, match="must declare its metric"):
         workloads.register("y", description="", kind="task")(type("Y", (), {}))
+
+
+def test_the_default_workload_is_declared_by_the_registry(monkeypatch):
+    """``harness profile`` without --workload profiles the workload that declares itself
+    the default (the harness names none); without a declaration, the first timed one."""
+    import argparse
+
+    from harness.cli.profile import add_arguments, cells_from_args
+    from workloads import registry
+
+    assert workloads.default_workload() == "train"
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--arch", "lmu", "--seq-len", "8", "--device", "cpu"])
+    assert [c.workload for c in cells_from_args(args)] == ["train"]
+    args = p.parse_args(["--arch", "lmu", "--seq-len", "8", "--device", "cpu",
+                         "--workload", "forward,stream"])
+    assert [c.workload for c in cells_from_args(args)] == ["forward", "stream"]
+    monkeypatch.setattr(registry, "_REGISTRY", {
+        n: replace(s, default=False) for n, s in registry._REGISTRY.items()})
+    assert workloads.default_workload() == workloads.available()[0] == "forward"
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    with pytest.raises(ValueError, match="no timed workload"):
+        workloads.default_workload()

@@ -18,6 +18,7 @@ from workloads.registry import (
     MetricInfo,
     WorkloadInfo,
     available,
+    default_workload,
     get,
     info,
     register,
@@ -49,4 +50,5 @@ def check(name: str, *, seq_len: int, batch: int, options: dict[str, Any]) -> No
 
 
 __all__ = ["KINDS", "MetricInfo", "Prepared", "Workload", "WorkloadInfo", "available", "check",
-           "get", "info", "kind", "make_inputs", "option_keys", "register", "register_task"]
+           "default_workload", "get", "info", "kind", "make_inputs", "option_keys", "register",
+           "register_task"]

@@ -11,6 +11,9 @@ task's own class attributes. ``info(name)`` is the declaration the harness reads
 * ``last_position``: the workload reads only the model's last output (``forward_last``);
 * for tasks, ``metric``: its name in records, display label and scale, direction and
   whether it is best shown on a log axis.
+
+``register(..., default=True)`` marks the workload a command uses when none is named
+(``harness profile``); ``default_workload()`` reads it.
 """
 
 from __future__ import annotations
@@ -57,12 +60,14 @@ class WorkloadSpec:
     info: WorkloadInfo
     factory: Callable[[], Any]  # a fresh workload object (workloads hold no state)
     owner: Any  # the registered class: registering it again (a re-import) is no conflict
+    default: bool = False  # the workload commands use when none is named
 
 
 _REGISTRY: dict[str, WorkloadSpec] = {}
 
 
-def _add(info: WorkloadInfo, factory: Callable[[], Any], owner: Any) -> None:
+def _add(info: WorkloadInfo, factory: Callable[[], Any], owner: Any,
+         default: bool = False) -> None:
     if info.kind not in KINDS:
         raise ValueError(f"unknown workload kind {info.kind!r}; valid choices: {', '.join(KINDS)}")
     if info.kind == "task" and info.metric is None:
@@ -70,7 +75,7 @@ def _add(info: WorkloadInfo, factory: Callable[[], Any], owner: Any) -> None:
     old = _REGISTRY.get(info.name)
     if old is not None and old.owner is not owner:
         raise ValueError(f"workload {info.name!r} is already registered")
-    _REGISTRY[info.name] = WorkloadSpec(info, factory, owner)
+    _REGISTRY[info.name] = WorkloadSpec(info, factory, owner, default)
 
 
 def register(
@@ -81,8 +86,10 @@ def register(
     per_token: bool = False,
     last_position: bool = False,
     metric: MetricInfo | None = None,
+    default: bool = False,
 ) -> Callable[[C], C]:
     """Class decorator adding a workload under ``name``; the class is built with no args.
+    ``default``: the workload commands use when none is named (see ``default_workload``).
 
     A timed workload's instances have ``prepare(model, *, batch, seq_len, device, dtype,
     seed) -> Prepared``; the class gets ``name``, ``description`` and ``info`` set.
@@ -91,7 +98,7 @@ def register(
     def deco(cls: C) -> C:
         info = WorkloadInfo(name, description, kind, per_token, last_position, metric)
         cls.name, cls.description, cls.info = name, description, info
-        _add(info, lambda: cls(), cls)
+        _add(info, lambda: cls(), cls, default)
         return cls
 
     return deco
@@ -117,6 +124,16 @@ def register_task(task_cls: C) -> C:
 def available() -> list[str]:
     """Names of all registered workloads, in registration order."""
     return list(_REGISTRY)
+
+
+def default_workload() -> str:
+    """The workload commands use when none is named: the first registered that declares
+    ``default=True``, else the first timed one."""
+    marked = [n for n, s in _REGISTRY.items() if s.default]
+    timed = [n for n, s in _REGISTRY.items() if s.info.kind == "timed"]
+    if not marked and not timed:
+        raise ValueError("no timed workload is registered")
+    return (marked or timed)[0]
 
 
 def spec(name: str) -> WorkloadSpec:

@@ -17,6 +17,7 @@ from workloads.registry import register
 @register(
     "train",
     description="one training step: forward, MSE loss, backward, AdamW step",
+    default=True,  # what a profile looks at unless told otherwise
 )
 class Train:
     def prepare(

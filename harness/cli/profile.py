@@ -28,8 +28,8 @@ DEFAULT_ROOT = Path("results/profiles")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to profile (or --from/--cell)")
     g.add_argument("--arch", type=csv_list(str), help="architectures, comma-separated, or 'all'")
-    g.add_argument("--workload", type=csv_list(str), default=["train"],
-                   help="workloads (default train)")
+    g.add_argument("--workload", type=csv_list(str),
+                   help="workloads (default: the one the workload registry declares default)")
     g.add_argument("--seq-len", type=csv_list(int), help="sequence lengths, e.g. 256,4096")
     g.add_argument("--batch", type=csv_list(int), default=[8], help="batch sizes (default 8)")
     g.add_argument("--preset", default="small", help="size preset (default small)")
@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     """The grid --arch × --workload × --seq-len × --batch, validated like a run's cells."""
     import architectures
+    import workloads
     from harness.run.suites import check_configs, validate_cell
 
     if not args.arch or not args.seq_len:
@@ -77,7 +78,7 @@ def cells_from_args(args: argparse.Namespace) -> list[Cell]:
 
             raise choice("architecture", arch, architectures.available())
         own = {k: v for k, v in sets.items() if k in architectures.spec(arch).config_keys}
-        for workload in args.workload:
+        for workload in args.workload or [workloads.default_workload()]:
             for n in args.seq_len:
                 for b in args.batch:
                     cells.append(Cell.make(
