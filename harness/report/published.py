@@ -148,8 +148,10 @@ def _ok(df: pd.DataFrame, fig: Figure, arch: str) -> pd.DataFrame:
     return rows
 
 
-def _kind(device: str) -> str:
-    return str(device).split(":")[0]
+def _measured(label: str, r: pd.Series, value: float, text: str, **extra: Any) -> Measured:
+    """What cell row ``r`` measured on device ``label``: its device kind and conditions."""
+    conditions = {"workload": r["workload"], "seq_len": r["seq_len"], "batch": r["batch"]}
+    return Measured(label, str(r["device"]).split(":")[0], value, text, {**conditions, **extra})
 
 
 def _thin(row: pd.Series, suffix: str = "") -> str:
@@ -174,11 +176,8 @@ def _speedups(df: pd.DataFrame, fig: Figure) -> list[Measured]:
         where = f"n = {r['seq_len']}, batch {r['batch']}, preset {r['preset']}, {r['workload']}"
         span = f" (over n = {g['seq_len'].min()}–{g['seq_len'].max()})" if len(g) > 1 else ""
         thin = _thin(r) or _thin(r, "_base")
-        out.append(Measured(
-            label, _kind(r["device"]), best,
-            f"{'up to ' if len(g) > 1 else ''}{best:.3g}× at {where}{span}{thin}",
-            {"workload": r["workload"], "seq_len": r["seq_len"], "batch": r["batch"]},
-        ))  # fmt: skip
+        out.append(_measured(
+            label, r, best, f"{'up to ' if len(g) > 1 else ''}{best:.3g}× at {where}{span}{thin}"))
     return out
 
 
@@ -195,12 +194,9 @@ def _accuracies(df: pd.DataFrame, fig: Figure) -> list[Measured]:
         spread = (f", {len(vals)} runs: {100 * min(vals):.1f}–{100 * max(vals):.1f}%"
                   if len(vals) > 1 else "")  # fmt: skip
         r = g.iloc[0]
-        out.append(Measured(
-            label, _kind(r["device"]), med,
-            f"{100 * med:.1f}% ({stat}, {workload}, n = {r['seq_len']}{spread})",
-            {"workload": workload, "seq_len": r["seq_len"], "batch": r["batch"],
-             "dataset": workload},
-        ))  # fmt: skip
+        out.append(_measured(
+            label, r, med, f"{100 * med:.1f}% ({stat}, {workload}, n = {r['seq_len']}{spread})",
+            dataset=workload))
     return out
 
 
@@ -211,12 +207,9 @@ def _step_times(df: pd.DataFrame, fig: Figure) -> list[Measured]:
     for label, g in rows.groupby("device_label", sort=True):
         r = g.loc[g[stat].idxmin()]
         v = float(r[stat])
-        out.append(Measured(
-            label, _kind(r["device"]), v,
-            f"{v * 1e3:.3g} ms ({'min' if stat == 'time_min_s' else 'median'} step, "
-            f"n = {r['seq_len']}, batch {r['batch']}, {r['workload']}){_thin(r)}",
-            {"workload": r["workload"], "seq_len": r["seq_len"], "batch": r["batch"]},
-        ))  # fmt: skip
+        out.append(_measured(
+            label, r, v, f"{v * 1e3:.3g} ms ({'min' if stat == 'time_min_s' else 'median'} "
+            f"step, n = {r['seq_len']}, batch {r['batch']}, {r['workload']}){_thin(r)}"))
     return out
 
 
