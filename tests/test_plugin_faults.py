@@ -62,3 +62,15 @@ def test_a_segfaulting_adapter_fails_its_profile_only(tmp_path, capsys):
     assert "failed: cell process died (SIGSEGV" in out
     done = [p.parent.name for p in (tmp_path / "prof").glob("*/profile.json")]
     assert len(done) == 1 and done[0].startswith("test-ok")
+
+
+def test_a_plugin_failing_at_import_fails_every_time_not_once(tmp_path):
+    """A half-imported plugin left in sys.modules made the second load a silent success."""
+    from harness.errors import UsageError
+    from harness.run.plugins import load_plugin
+
+    plugin = tmp_path / "half.py"
+    plugin.write_text("X = 1\nraise RuntimeError('broken at import')\n")
+    for _ in range(2):
+        with pytest.raises(UsageError, match="broken at import"):
+            load_plugin(str(plugin))
