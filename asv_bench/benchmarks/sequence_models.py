@@ -39,17 +39,16 @@ def _cell_or_skip(cache: dict, arch: str, seq_len: int, workload: str) -> dict:
     return cell
 
 
-class CPU:
-    """Median seconds per call and tokens/s on the CPU, one setup_cache per commit."""
+class _Timed:
+    """What the CPU and CUDA classes share: one cell's figures read from the grid's cache.
 
-    params = CPU_GRIDS[_GRID].params
+    Each subclass defines its own ``setup_cache``: asv keys that cache by the defining
+    function's source line, so one inherited definition would hand the CPU grid's cache to
+    the CUDA benchmarks. (A leading underscore keeps asv from collecting this class.)
+    """
+
     param_names = PARAM_NAMES
     version = SUITE_VERSION
-    timeout = 900  # the whole grid is measured once, in setup_cache
-
-    def setup_cache(self) -> dict:
-        results = measure_grid(CPU_GRIDS[_GRID], "cpu")
-        return {cell: dataclasses.asdict(r) for cell, r in results.items()}
 
     def setup(self, cache: dict, arch: str, seq_len: int, workload: str) -> None:
         _cell_or_skip(cache, arch, seq_len, workload)
@@ -63,6 +62,17 @@ class CPU:
         return _cell_or_skip(cache, arch, seq_len, workload)["tokens_per_s"]
 
     track_tokens_per_s.unit = "tokens/s"
+
+
+class CPU(_Timed):
+    """Median seconds per call and tokens/s on the CPU, one setup_cache per commit."""
+
+    params = CPU_GRIDS[_GRID].params
+    timeout = 900  # the whole grid is measured once, in setup_cache
+
+    def setup_cache(self) -> dict:
+        results = measure_grid(CPU_GRIDS[_GRID], "cpu")
+        return {cell: dataclasses.asdict(r) for cell, r in results.items()}
 
 
 class CPUMemory:
@@ -88,31 +98,15 @@ class CPUMemory:
 
 if torch.cuda.is_available():  # the grid grows on a GPU machine
 
-    class CUDA:
+    class CUDA(_Timed):
         """Seconds per call (CUDA events), tokens/s and allocator peak bytes on cuda:0."""
 
         params = CUDA_GRIDS[_GRID].params
-        param_names = PARAM_NAMES
-        version = SUITE_VERSION
         timeout = 1800
 
         def setup_cache(self) -> dict:
             results = measure_grid(CUDA_GRIDS[_GRID], "cuda")
             return {cell: dataclasses.asdict(r) for cell, r in results.items()}
-
-        def setup(self, cache: dict, arch: str, seq_len: int, workload: str) -> None:
-            _cell_or_skip(cache, arch, seq_len, workload)
-
-        def track_time_s(self, cache: dict, arch: str, seq_len: int, workload: str) -> float:
-            return _cell_or_skip(cache, arch, seq_len, workload)["time_s"]
-
-        track_time_s.unit = "seconds"
-
-        def track_tokens_per_s(self, cache: dict, arch: str, seq_len: int,
-                               workload: str) -> float:
-            return _cell_or_skip(cache, arch, seq_len, workload)["tokens_per_s"]
-
-        track_tokens_per_s.unit = "tokens/s"
 
         def track_cuda_peak_bytes(self, cache: dict, arch: str, seq_len: int,
                                   workload: str) -> float:
