@@ -50,3 +50,19 @@ def make_inputs(
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch, seq_len, model.input_size, generator=g, dtype=torch.float32)
     return x.to(device=device, dtype=dtype)
+
+
+def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens: int) -> Prepared:
+    """One AdamW step (lr 1e-4) on ``loss()``: what ``train`` and ``classify`` share, so the
+    two differ only in their loss. The model is put in training mode first."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def run() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        value = loss()
+        value.backward()
+        opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
+        return value
+
+    return Prepared(run=run, tokens=tokens)

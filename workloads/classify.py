@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from architectures import SequenceModel
-from workloads.base import Prepared, make_inputs
+from workloads.base import Prepared, make_inputs, training_step
 from workloads.registry import register
 
 
@@ -32,17 +32,11 @@ class Classify:
         x = make_inputs(model, batch, seq_len, device, dtype, seed)
         g = torch.Generator(device="cpu").manual_seed(seed + 1)
         target = torch.randint(0, model.output_size, (batch,), generator=g).to(device)
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def run() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
+        def loss() -> torch.Tensor:
             logits = model.forward_last(x)
             if logits.element_size() < 4:  # 16-bit logits: the loss in float32
                 logits = logits.float()
-            loss = F.cross_entropy(logits, target)
-            loss.backward()
-            opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
-            return loss
+            return F.cross_entropy(logits, target)
 
-        return Prepared(run=run, tokens=batch * seq_len)
+        return training_step(model, loss, batch * seq_len)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from architectures import SequenceModel
-from workloads.base import Prepared, make_inputs
+from workloads.base import Prepared, make_inputs, training_step
 from workloads.registry import register
 
 
@@ -27,14 +27,4 @@ class Train:
         x = make_inputs(model, batch, seq_len, device, dtype, seed)
         g = torch.Generator(device="cpu").manual_seed(seed + 1)
         target = torch.randn(batch, seq_len, model.output_size, generator=g).to(device, dtype)
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def run() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model(x), target)
-            loss.backward()
-            opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
-            return loss
-
-        return Prepared(run=run, tokens=batch * seq_len)
+        return training_step(model, lambda: F.mse_loss(model(x), target), batch * seq_len)
