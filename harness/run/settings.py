@@ -30,7 +30,7 @@ class RunSettings:
     count_flops: bool = True
     plugins: tuple[str, ...] = ()  # modules or .py files that register extra adapters
     rounds: int = 5  # interleaved rounds each timed cell's samples are taken in
-    warm_mem_gb: float = 0.0  # RSS idle warm cell processes may hold (0: half of free RAM)
+    warm_mem_gb: float = 0.0  # memory (USS) idle warm cells may hold (0: half of free RAM)
     # float32 matmul/conv precision of every cell, set explicitly in each cell process:
     # "strict" (IEEE) or "tf32" (harness.run.devices.set_float32_policy)
     precision: str = "strict"

@@ -10,6 +10,7 @@ round costs a brief re-warm, not a rebuild.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import statistics
@@ -90,8 +91,12 @@ class Prepared:
     static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
 
 
-def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
-    """Build, move, compile and prepare ``cell`` (a timed workload), run its first call."""
+def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Prepared:
+    """Build, move, compile and prepare ``cell`` (a timed workload), run its first call.
+
+    ``count=False`` skips FLOP counting (a cell prepared again for a later round: its
+    round 0 counted them, and counting runs the call under a dispatch mode, several
+    times slower for a step-by-step model)."""
     at = enter_cell(cell, settings.seed, settings.precision)
     device = at.device
     with MemoryTracker(device) as mem, kernel_log() as kernels:
@@ -106,7 +111,7 @@ def prepare_cell(cell: Cell, settings: RunSettings) -> Prepared:
             first.append(prep.run())
             return first[-1]
 
-        counting = settings.count_flops and prep.count_flops
+        counting = count and settings.count_flops and prep.count_flops
         compiled = cell.compile != "none"
         flops = count_flops(run_once) if counting and not compiled else None
         if flops is None:
@@ -338,12 +343,17 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
         conn.send({"kind": "record", "record": asdict(run_cell(cell, settings))})
         conn.close()
         return
+    r, taken, k = start["round"], start["taken"], start.get("k")
     try:
-        p = prepare_cell(cell, settings)
+        p = prepare_cell(cell, settings, count=r == 0)
     except Exception as exc:  # noqa: BLE001 - every failure is a result to record
         fail(exc)
         return
-    r, taken, k = start["round"], start["taken"], start.get("k")
+    # Everything built so far lives as long as the process: move it out of the collector's
+    # reach, so the Timer's gc.collect() before each round's samples costs microseconds,
+    # not the 0.1 s a full collection over torch's imported objects takes.
+    gc.collect()
+    gc.freeze()
     first = True
     info: dict[str, Any] = {}
     while True:
@@ -356,7 +366,7 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
             return
         msg = {"kind": "round", **info, "threads": torch.get_num_threads(),
                "wall_s": time.perf_counter() - (t0 if first else r0)}
-        if first:
+        if first and r == 0:  # what round 0's setup measured; a re-prepare's is not kept
             msg.update(static=p.static, started_at=started)
         conn.send(msg)
         first, k = False, info["k"]
