@@ -8,7 +8,7 @@ import argparse
 import torch
 
 from harness.errors import UsageError
-from harness.measure.calibrate import AGREEMENT, run_calibration
+from harness.measure.calibrate import AGREEMENT, BUSY_SHARE, ROUNDS, run_calibration
 from harness.measure.timing import parse_device
 
 
@@ -24,16 +24,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "stable on a shared machine",
     )
     p.add_argument(
-        "--rounds", type=int, default=3,
-        help="alternate the timers this many times, pooling samples (default 3)",
+        "--rounds", type=int, default=ROUNDS,
+        help=f"paired rounds: the timers take turns this many times and the ratio is the "
+        f"median of the rounds' ratios (default {ROUNDS})",
     )
 
 
-def _fmt_ratio(r: float | None) -> str:
+def _fmt_ratio(r: float | None, busy: bool = False) -> str:
     if r is None:
         return "-"
     if AGREEMENT[0] <= r <= AGREEMENT[1]:
         return f"[green]{r:.3f}[/green]"
+    if busy:
+        return f"[yellow]{r:.3f} busy[/yellow]"
     return f"[bold red]{r:.3f} OUTSIDE[/bold red]"
 
 
@@ -66,7 +69,8 @@ def main(args: argparse.Namespace) -> int:
             f"{torch.get_num_threads()} threads, {args.seconds:g} s per timer)"
         )
     )
-    for col in ("operation", "harness ms", "±CI", "n", "torch.benchmark ms", "ratio vs torch"):
+    for col in ("operation", "harness ms", "±CI", "n", "torch.benchmark ms", "ratio vs torch",
+                "busy rounds"):
         table.add_column(col, justify="left" if col == "operation" else "right")
     if has_triton:
         table.add_column("do_bench ms", justify="right")
@@ -76,19 +80,26 @@ def main(args: argparse.Namespace) -> int:
         if r.harness_noisy:
             ci += " noisy"
         cells = [r.op, _fmt_ms(r.harness_s), ci, str(r.harness_n), _fmt_ms(r.torch_s),
-                 _fmt_ratio(r.ratio_torch)]
+                 _fmt_ratio(r.ratio_torch, r.busy), f"{r.rounds_contended}/{r.rounds}"]
         if has_triton:
-            cells += [_fmt_ms(r.triton_s), _fmt_ratio(r.ratio_triton)]
+            cells += [_fmt_ms(r.triton_s), _fmt_ratio(r.ratio_triton, r.busy)]
         table.add_row(*cells)
     console = Console()
     console.print(table)
-    outside = [r.op for r in rows if not r.agrees]
+    outside = [r.op for r in rows if not r.agrees and not r.busy]
+    busy = [r.op for r in rows if not r.agrees and r.busy]
     lo, hi = AGREEMENT
     if outside:
         console.print(
             f"[bold red]{len(outside)} of {len(rows)} ratios outside [{lo}, {hi}][/bold red]: "
             f"{', '.join(outside)} (rerun with a larger --seconds on a quiet machine)"
         )
-    else:
+    if busy:
+        console.print(
+            f"[yellow]{len(busy)} of {len(rows)} outside [{lo}, {hi}] while the machine was "
+            f"busy[/yellow] (others' load or steal in more than {BUSY_SHARE:.0%} of their "
+            f"rounds): {', '.join(busy)}; rerun when it is quiet"
+        )
+    if not outside and not busy:
         console.print(f"all {len(rows)} ratios within [{lo}, {hi}]")
     return 0
