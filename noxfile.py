@@ -68,9 +68,12 @@ def bench(session: nox.Session) -> None:
     Extra arguments go to ``python -m harness run``, e.g. ``nox -s bench -- --arch lmu,lmu-fft``.
     """
     install(session)
+    args = list(session.posargs)
     out = ROOT / "results" / "runs" / f"{datetime.now():%Y%m%d-%H%M%S}-bench"
-    session.run("python", "-m", "harness", "run", "--suite", "bench", "--out", str(out),
-                *session.posargs)
+    if "--out" in args[:-1]:  # the user's directory: run into it and report it
+        out = Path(args.pop(args.index("--out") + 1))
+        args.remove("--out")
+    session.run("python", "-m", "harness", "run", "--suite", "bench", "--out", str(out), *args)
     session.run("python", "-m", "harness", "report", str(out))
 
 
