@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from harness.measure.timing import MIN_SAMPLES
-from harness.run.rounds import Pool, samples_needed, visiting_order
+from harness.run.rounds import Pool, pooled_fields, samples_needed, visiting_order
 
 # six architectures, true seconds per call
 TRUE = {"lmu": 0.040, "lmu-fft": 0.016, "lstm": 0.025, "transformer": 0.030, "s4d": 0.020,
@@ -123,3 +123,21 @@ def test_pool_rejects_rounds_out_of_order():
         p.add(2, [1.0])
     p.add(1, [3.0])  # no contention measured this round: the pool drops the partial list
     assert p.contention == [] and p.sample_rounds == [0, 0, 1]
+
+
+def test_a_cell_median_rests_on_its_quiet_samples_and_keeps_every_sample():
+    pool = Pool()
+    pool.add(0, [1.0, 3.5, 1.1], [0.0, 1.8, 0.05])  # 2 threads on a 2-core machine
+    pool.add(1, [0.9, 1.0, 4.0, 1.05], [0.0, 0.1, 1.9, 0.0])
+    static = {"params": 1, "tokens": 100}
+    f = pooled_fields(static, pool, noise_threshold=0.1, threads=2, warmup_s=0.1,
+                      stop_reason="budget", calls_per_sample=1)
+    assert f["time_median_s"] == 1.0  # median of the five quiet samples
+    assert f["samples"] == [1.0, 3.5, 1.1, 0.9, 1.0, 4.0, 1.05] and f["n_samples"] == 7
+    assert "2 contended samples left out of the median" in f["message"]
+    assert not f["contended"] and not f["thin"]
+    pool.add(2, [5.0], [1.7])  # with the first sample contended too: four quiet, too few
+    pool.samples[0], pool.contention[0] = 4.5, 1.6
+    f = pooled_fields(static, pool, noise_threshold=0.1, threads=2, warmup_s=0.1,
+                      stop_reason="budget", calls_per_sample=1)
+    assert f["time_median_s"] == float(np.median(pool.samples)) and f["contended"]

@@ -301,3 +301,38 @@ def test_one_time_formatter(seconds, text):
     from harness.measure.timing import format_seconds
 
     assert format_seconds(seconds) == text
+
+
+class _ScriptedMeter:
+    """A ContentionMeter whose samples listed in ``bad`` were contended (each sample its
+    own window, closed as it ends)."""
+
+    bad: frozenset = frozenset()
+
+    def __init__(self):
+        self.n = 0
+
+    def begin(self):
+        pass
+
+    def end(self):
+        self.n += 1
+
+    def contended_so_far(self, limit):
+        return sum(i in self.bad for i in range(self.n))
+
+    def values(self):
+        return [5.0 if i in self.bad else 0.0 for i in range(self.n)]
+
+
+@pytest.mark.parametrize("bad, taken", [((), 2), ((0,), 3), ((0, 2), 4), (tuple(range(9)), 6)])
+def test_a_contended_sample_is_replaced_up_to_three_times_the_required(monkeypatch, bad, taken):
+    """The budget is spent after one sample; two are required. Each contended sample is
+    replaced by another, until two quiet ones or six in all."""
+    monkeypatch.setattr("harness.measure.contention.ContentionMeter",
+                        type("M", (_ScriptedMeter,), {"bad": frozenset(bad)}))
+    cfg = TimingConfig(warmup_min_s=0, warmup_max_s=0, budget_s=1e-9, min_sample_s=0,
+                       required_samples=2, target_rel_ci=1e-9)
+    m = Timer(lambda: None, "cpu", cfg).measure()
+    assert m.n == taken and m.stop_reason == "budget"
+    assert [c > 0 for c in m.contention] == [i in bad for i in range(taken)]

@@ -20,8 +20,11 @@ Shaped like ``torch.utils.benchmark``: a :class:`Timer` produces an immutable
    fits, but at least ``required_samples`` samples (default 1, even if that one call is
    longer than the whole budget; the runner's rounds require enough for every cell to end
    with ``MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not
-   started when the previous one says it would overrun the budget.
-   Worst case wall time of a cell: about ``warmup_max_s + budget_s`` plus one call.
+   started when the previous one says it would overrun the budget. On CPU, a sample that
+   other processes or steal contended (``harness.measure.contention``) does not count
+   towards ``required_samples``: another is taken, up to three times ``required_samples`` in
+   all. Worst case wall time: about ``warmup_max_s + budget_s`` plus one call (on a busy
+   CPU, up to ``2 * required_samples`` more calls).
 
 The confidence interval is the distribution-free order-statistic interval of the median
 (binomial ranks, as in Hollander & Wolfe): it assumes nothing about the shape of the time
@@ -319,7 +322,7 @@ class Timer:
         ``contention`` measures what else used the CPUs during each sample
         (``harness.measure.contention``).
         """
-        from harness.measure.contention import ContentionMeter
+        from harness.measure.contention import ContentionMeter, threshold
 
         if warmup not in WARMUPS:
             raise ValueError(f"unknown warmup {warmup!r}; valid choices: {', '.join(WARMUPS)}")
@@ -332,6 +335,10 @@ class Timer:
             warm_times, warmup_s = self._warmup()
         k = calls_per_sample or self._calls_per_sample(warm_times)
         meter = ContentionMeter() if contention else None
+        # on CPU a contended sample does not count towards required_samples: another is
+        # taken in its place, up to 3x required_samples in all (headline_samples then rests
+        # on the quiet ones)
+        limit = threshold(torch.get_num_threads()) if self.device.type == "cpu" else None
         samples: list[float] = []
         ordered: list[float] = []
         gc.collect()
@@ -344,7 +351,10 @@ class Timer:
             while len(samples) < cfg.max_samples:
                 elapsed = time.perf_counter() - t0
                 over = elapsed >= cfg.budget_s or elapsed + last_wall > cfg.budget_s
-                if len(samples) >= cfg.required_samples and over:
+                spoilt = meter.contended_so_far(limit) if meter and limit is not None else 0
+                enough = (len(samples) - spoilt >= cfg.required_samples
+                          or len(samples) >= 3 * cfg.required_samples)
+                if over and len(samples) >= cfg.required_samples and enough:
                     stop = "budget"
                     break
                 if meter:

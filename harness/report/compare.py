@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.measure.contention import headline_of
+
 KEYS = ("arch", "workload", "seq_len", "batch", "preset", "device", "dtype", "compile")
 # verdicts, in the order they are listed
 VERDICTS = (
@@ -88,8 +90,8 @@ def _verdict(sa: str, sb: str, ratio: float, p: float, threshold: float, alpha: 
 
 
 def _samples(r: pd.Series) -> list[float]:
-    s = r.get("samples")
-    return [float(x) for x in s] if isinstance(s, (list, tuple, np.ndarray)) else []
+    """The samples a cell's median rests on (its quiet ones when it has enough)."""
+    return headline_of(r)
 
 
 def failing(result: pd.DataFrame) -> pd.Series:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.measure.contention import headline_of
 from harness.report.bootstrap import TOO_FEW, ratio_ci
 from harness.store.load import FACET_KEYS, read_env
 from harness.store.records import STATUSES
@@ -137,8 +138,8 @@ def speedup_table(
                     row.update(speedup=1.0, ci_low=1.0, ci_high=1.0)
                 else:
                     ci = ratio_ci(
-                        b["samples"],
-                        r.samples,
+                        headline_of(b),
+                        headline_of(r),
                         confidence=confidence,
                         n_resamples=n_resamples,
                         seed=seed,

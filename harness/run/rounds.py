@@ -87,28 +87,29 @@ def pooled_fields(
     ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
     or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``.
     """
-    from harness.measure.contention import cell_contended, contended_samples
+    from harness.measure.contention import cell_contended, headline_samples
     from harness.measure.timing import MIN_SAMPLES, Measurement
 
+    used = headline_samples(pool.samples, pool.contention, threads)
     m = Measurement.from_samples(
-        pool.samples, noise_threshold=noise_threshold, warmup_s=warmup_s or 0.0,
+        used, noise_threshold=noise_threshold, warmup_s=warmup_s or 0.0,
         calls_per_sample=calls_per_sample, stop_reason=stop_reason,
     )
-    contended = cell_contended(pool.contention, threads)
+    left_out = len(pool.samples) - m.n
+    # a cell whose median rests on enough quiet samples is not one to distrust
+    contended = not left_out and cell_contended(pool.contention, threads)
     flops = static.get("flops")
     per_token = static.get("per_token")
     message = f"{m.summary()}, {pool.rounds_done} rounds"
-    if pool.contention:
-        n_bad = sum(contended_samples(pool.contention, threads))
-        if n_bad:
-            message += f", {n_bad}/{m.n} samples contended"
+    if left_out:
+        message += f", {left_out} contended samples left out of the median"
     out: dict[str, Any] = dict(
         params=static.get("params"),
         time_median_s=m.median,
         time_iqr_s=m.iqr,
         time_min_s=m.min,
-        samples=list(m.samples),
-        n_samples=m.n,
+        samples=list(pool.samples),  # every sample; the statistics rest on headline_samples
+        n_samples=len(pool.samples),
         noisy=m.noisy,
         rel_ci=m.rel_ci,
         warmup_s=warmup_s,
@@ -125,7 +126,7 @@ def pooled_fields(
         round_order=list(pool.round_order),
         contention=list(pool.contention),
         contended=contended,
-        thin=m.n < MIN_SAMPLES,
+        thin=len(pool.samples) < MIN_SAMPLES,
         message=message + (" CONTENDED" if contended else "")
         + (f"; {static['kernel_note']}" if static.get("kernel_note") else ""),
         kernel_path=static.get("kernel_path", ""),  # which implementation ran (worker)

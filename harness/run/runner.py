@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from harness.measure.contention import uncontended
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
@@ -91,6 +92,10 @@ class CellRounds:
         self.k, self.stop_reason = msg["k"], msg.get("stop_reason", "")
         self.threads = msg.get("threads", self.threads)
         self.wall_s += float(msg.get("wall_s") or 0.0)
+
+    def quiet(self) -> int:
+        """Samples so far that count towards the cell's minimum: contended ones do not."""
+        return len(uncontended(self.pool.samples, self.pool.contention, self.threads or 1))
 
     def record(self, settings: RunSettings) -> Record:
         fields_ = pooled_fields(
@@ -412,12 +417,12 @@ def run_cells(
         warm = next((p for p in procs if p.cell.cell_id == cell.cell_id), None)
         if warm is not None:
             try:
-                warm.conn.send({"cmd": "round", "round": r, "taken": len(st.pool.samples)})
+                warm.conn.send({"cmd": "round", "round": r, "taken": st.quiet()})
                 warm.busy, warm.round, warm.started, warm.slot = True, r, time.monotonic(), slot
                 return
             except (OSError, ValueError):
                 close(warm)
-        launch(cell, slot, {"round": r, "taken": len(st.pool.samples), "k": st.k})
+        launch(cell, slot, {"round": r, "taken": st.quiet(), "k": st.k})
 
     def round_done(p: CellProc, msg: dict[str, Any]) -> None:
         st = states.setdefault(p.cell.cell_id, CellRounds(p.cell, slot=p.slot))
