@@ -192,7 +192,8 @@ def test_under_bursty_load_quiet_samples_recover_the_ratio_where_all_samples_do_
     for _ in range(2000):
         (sa, va), (sb, vb) = cell(2.0), cell(1.0)
         err_all.append(abs(np.median(sa) / np.median(sb) / 2 - 1))
-        quiet = np.median(headline_samples(sa, va, 2, 2)) / np.median(headline_samples(sb, vb, 2, 2))
+        quiet = (np.median(headline_samples(sa, va, 2, 2))
+                 / np.median(headline_samples(sb, vb, 2, 2)))
         err_quiet.append(abs(quiet / 2 - 1))
     assert np.mean(np.array(err_all) > 0.15) > 0.35
     assert np.mean(np.array(err_quiet) > 0.15) < 0.15
