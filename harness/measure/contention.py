@@ -205,8 +205,9 @@ def drop_contended(df: Any) -> Any:
     """A copy of a runs DataFrame (``harness.store.load``) whose timed ``ok`` cells keep only
     their uncontended samples, with medians, throughput and ``thin`` recomputed.
 
-    For checking whether dropping contended samples makes results better (compare the
-    speedups of a quiet and a loaded run both ways); the harness itself never drops them.
+    For checking what dropping every contended sample would do, however few are left
+    (``speedup_drift --drop-contended``); the harness's own rule, :func:`headline_samples`,
+    keeps at least ``MIN_SAMPLES``.
     A cell without per-sample contention is left as it is.
     """
     import numpy as np
