@@ -418,6 +418,12 @@ def test_speedup_figure_splits_many_lines_into_family_panels(tmp_path):
     ]
     few = archs[:MAX_LINES_PER_PANEL]
     assert speedup_panels(["cpu"], few, families) == [("", "cpu", few)]  # one panel
+    # one device with a long label: the families alone title the panels (the label beside
+    # each ran into the next panel's title); several devices: each panel names its device
+    cpu = "CPU: Intel(R) Xeon(R) Processor @ 2.80GHz"
+    assert [t for t, _, _ in speedup_panels([cpu], archs, families)] == ["x", "y", "z"]
+    assert [t for t, _, _ in speedup_panels([cpu, "H200"], archs, families)][::3] == [
+        f"{cpu} · x", "H200 · x"]
     store = RunDir(tmp_path).ensure()
     for n in (256, 1024):
         add(store, "base", n, median=0.01)

@@ -119,7 +119,9 @@ def build_report(
             "the runner's threshold): treat it with care. A double dagger (‡) in tables and a "
             f"cross in figures mark a thin cell (fewer than {MIN_SAMPLES} timed samples). A "
             "section sign (§) marks a contended cell: other processes (or the hypervisor) "
-            "used the CPUs it needed during more than a quarter of its samples. "
+            "used the CPUs it needed during more than a quarter of its samples, and fewer "
+            f"than {MIN_SAMPLES} were quiet (with {MIN_SAMPLES} or more quiet samples, its "
+            "median and interval rest on those). "
             "Failed cells show their status (OOM, "
             "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "
             "sit in the grey 'failed' strip at the length where they failed.",

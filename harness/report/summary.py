@@ -126,6 +126,7 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str | None = None) 
         console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with "
                       f"care. {THIN_MARK} thin: fewer than {MIN_SAMPLES} samples, no interval. "
                       f"{CONTENDED_MARK} contended: other processes used the CPUs during more "
-                      "than a quarter of its samples", highlight=False)
+                      f"than a quarter of its samples, and fewer than {MIN_SAMPLES} were quiet",
+                      highlight=False)
     if tasks:
         console.print(TASK_NOTE, markup=False)
