@@ -86,6 +86,9 @@ def main(args: argparse.Namespace) -> int:
         table.add_row(*cells)
     console = Console()
     console.print(table)
+    console.print(f"ratio: the median of {args.rounds} paired rounds' ratios (the timers take "
+                  "turns; rounds others' load contended are left out), not the ratio of the "
+                  "pooled medians beside it", highlight=False)
     outside = [r.op for r in rows if not r.agrees and not r.busy]
     busy = [r.op for r in rows if not r.agrees and r.busy]
     lo, hi = AGREEMENT

@@ -196,7 +196,8 @@ def check_timer(device: str, seconds: float, attempts: int) -> Check:
     unsure = [r for r in rows if not agrees(r) and r.op not in quiet_misses]
     lo, hi = AGREEMENT
     busy_text = ", ".join(f"{b:.1f}" for b in load) or "unknown"
-    lines = [f"Agreement band [{lo}, {hi}] (harness median / reference median); "
+    lines = [f"Agreement band [{lo}, {hi}] (the median of calibrate's paired rounds' ratios, "
+             "harness / reference; the ms columns are pooled medians); "
              f"{readings} reading(s); cores used by other processes during each: "
              f"{busy_text} (contended above {limit:.1f}).", "",
              "| operation | harness ms | torch.benchmark ms | ratio | do_bench ms | ratio |",
