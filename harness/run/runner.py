@@ -32,12 +32,12 @@ from typing import Any
 import psutil
 
 from harness.measure.contention import uncontended
+from harness.run import forkserver
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import CellClaim, RunDir
 
-PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
 # How often the runner wakes while cells run, to enforce timeouts and the memory cap (a
 # message or a death wakes it at once). Each wake reads the busy cell's memory (~1.4 ms of
 # CPU: psutil scans /proc for children), CPU taken from the cell it watches: at 50 Hz that
@@ -254,12 +254,6 @@ class SharedDir:
         self.held.clear()
 
 
-def _context() -> mp.context.BaseContext:
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
-
-
 def _kill_group(proc: mp.process.BaseProcess) -> None:
     """Kill the cell process and anything it started (it runs in its own session)."""
     if proc.pid is None:
@@ -371,7 +365,7 @@ def run_cells(
                 else int(0.5 * psutil.virtual_memory().available))
     free = list(slots)
     procs: list[CellProc] = []
-    ctx = _context() if todo else None
+    ctx = forkserver.context() if todo else None
     settings_dict = asdict(settings)
     host = os.uname().nodename
     # later rounds: per slot, the round it is in and the cells still to visit in it
