@@ -29,7 +29,8 @@ EPILOG = """\
 `python -m harness COMMAND --help` for a command's options. The code, by concept:
   harness/cli/       one module per command (+ args.py: list and --set parsing)
   harness/report/    tables, figures, compare, summary   harness/profile/  torch.profiler
-  harness/run/       settings, suites, devices, cell setup, sweep, runner, worker, launchers
+  harness/run/       settings, suites, devices, cell setup, sweep, runner, worker, forkserver,
+                     launchers
   harness/measure/   timing, memory, FLOPs, calibration  harness/store/    run dirs, loading
   harness/selftest/  the selftest command's stages"""
 
