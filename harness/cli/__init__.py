@@ -76,10 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if ("-h" in argv or "--help" in argv) else 2
     module_name, help_ = COMMANDS[name]
-    if name == "run" and not ({"-h", "--help"} & set(argv)):
-        from harness.run.forkserver import start_early
-
-        start_early()  # imports torch in the cell processes' server while this one does
     module = importlib.import_module(module_name)
     module.add_arguments(sub.add_parser(name, help=help_, description=help_))
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ from typing import Any
 
 from harness.cli.args import csv_list, parse_set
 from harness.errors import UsageError
-from harness.run.devices import parse_devices
 from harness.store.records import Cell, Record
 from harness.store.rundir import StoreWriteError
 
@@ -74,6 +73,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.run.forkserver import start_early
+
+    start_early()  # the cell processes' server imports torch while this process does (below)
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -85,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
 
     from harness.report.summary import print_summary
     from harness.run import sweep
+    from harness.run.devices import parse_devices
 
     settings = _settings(args)
     if args.plugin:  # plugins may register the adapters named on the command line

@@ -70,6 +70,12 @@ class Pool:
         self.round_order.append(position)
         self.rounds_done += 1
 
+    def quiet(self, threads: int) -> int:
+        """Samples that count towards the cell's minimum: contended ones do not."""
+        from harness.measure.contention import uncontended
+
+        return len(uncontended(self.samples, self.contention, threads))
+
 
 def pooled_fields(
     static: dict[str, Any],

@@ -31,7 +31,6 @@ from typing import Any
 
 import psutil
 
-from harness.measure.contention import uncontended
 from harness.run import forkserver
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
@@ -95,7 +94,7 @@ class CellRounds:
 
     def quiet(self) -> int:
         """Samples so far that count towards the cell's minimum: contended ones do not."""
-        return len(uncontended(self.pool.samples, self.pool.contention, self.threads or 1))
+        return self.pool.quiet(self.threads or 1)
 
     def record(self, settings: RunSettings) -> Record:
         fields_ = pooled_fields(

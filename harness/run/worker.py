@@ -26,7 +26,6 @@ import torch
 import workloads
 from architectures.optional import KernelLog, kernel_log
 from harness.errors import describe
-from harness.measure.contention import uncontended
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
 from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
@@ -209,8 +208,7 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
     first: dict[str, Any] = {}
     info: dict[str, Any] = {}
     for r in range(settings.rounds):
-        taken = len(uncontended(pool.samples, pool.contention, torch.get_num_threads()))
-        info = measure_round(p, settings, round_index=r, taken=taken,
+        info = measure_round(p, settings, round_index=r, taken=pool.quiet(torch.get_num_threads()),
                              calls_per_sample=info.get("k"),
                              warmup="full" if r == 0 else rewarm(info, settings))
         first = first or info
