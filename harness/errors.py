@@ -4,6 +4,7 @@ description of any exception that a record or a log keeps."""
 from __future__ import annotations
 
 import os
+import signal
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,34 @@ class UsageError(ValueError):
 
 def choice(kind: str, value: object, valid: list[str] | tuple[str, ...]) -> UsageError:
     return UsageError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(str, valid))}")
+
+
+class HarnessFault(RuntimeError):
+    """A fault of the harness or its machine (a helper process gone, a stop from outside),
+    not of the cell it hit: nothing is recorded for the cells in flight, and the same
+    command resumes them. The command line prints one line and exits 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: the running cells are killed, nothing stored is lost."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's or ``kill``'s stop) raises Terminated, so
+    it unwinds like Ctrl-C: cell processes are killed, not orphaned, and not blamed."""
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

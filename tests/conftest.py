@@ -21,3 +21,27 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A one-node Slurm for the session (tests/slurm_cluster.py), its SLURM_CONF exported
+    so that this process and every command it starts submit to it."""
+    import os
+
+    from tests.slurm_cluster import missing, start_cluster
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    cluster = start_cluster()
+    before = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before

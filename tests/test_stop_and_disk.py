@@ -137,6 +137,31 @@ def test_kill_9_of_the_runner_takes_its_cells_along(tmp_path):
     assert not left, [(p.pid, p.cmdline()[-3:]) for p in left]
 
 
+@pytest.mark.parametrize("victim", ["forkserver", "cell"])
+def test_a_cell_killed_from_outside_is_not_recorded_as_its_failure(tmp_path, victim):
+    """The forkserver killed (the cell's exit status is lost: multiprocessing reads 255),
+    or the cell stopped with SIGTERM (a Slurm job cancelled or requeued signals all its
+    processes): a fault of the harness or the machine, not the architecture's. One line,
+    exit 1, no record for the cell, so the same command measures it again."""
+    proc, out, log = start_runner(tmp_path)
+    try:
+        family = wait_for_hanging_cell(proc, out, log)
+        if victim == "cell":
+            next(p for p in family if _is_cell(p)).send_signal(signal.SIGTERM)
+        else:
+            next(p for p in family if "forkserver" in " ".join(p.cmdline())).kill()
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 1 and "Traceback" not in text, text
+    why = "forkserver died" if victim == "forkserver" else "stopped from outside (SIGTERM)"
+    assert why in text and "run the same command again" in text, text
+    assert [d["seq_len"] for d in RunDir(out).read_dicts()] == [2]  # n=4 has no record
+    assert not survivors(family)
+
+
 def record(n: int) -> Record:
     cell = Cell.make(arch="lmu", workload="forward", seq_len=n, batch=1)
     return Record.for_cell(cell, "ok", samples=[1e-3] * 50, n_samples=50, time_median_s=1e-3)

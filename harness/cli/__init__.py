@@ -11,7 +11,7 @@ import importlib
 import sys
 import warnings
 
-from harness.errors import UsageError
+from harness.errors import HarnessFault, UsageError
 
 # command → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,6 +90,9 @@ def _call(module, args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except HarnessFault as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

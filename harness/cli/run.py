@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from harness.cli.args import csv_list, parse_set
-from harness.errors import UsageError
+from harness.errors import Terminated, UsageError, terminate_as_interrupt
 from harness.store.records import Cell, Record
 from harness.store.rundir import StoreWriteError
 
@@ -147,28 +144,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"{missing} of {len(p.cells)} cells have no record yet: see "
               f"`python -m harness status {p.out}`; the same command resumes them")
     return 0
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C: the running cells are killed, nothing stored is lost."""
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (a scheduler's or ``kill``'s stop) raises Terminated, so
-    it unwinds like Ctrl-C: cell processes are killed, not orphaned."""
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave SIGTERM as it is
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stopped(exc: BaseException) -> str:

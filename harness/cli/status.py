@@ -1,11 +1,12 @@
 """``python -m harness status DIR...``: how far a sweep has got (the counting is
-:mod:`harness.store.status`)."""
+:mod:`harness.store.status`; a Slurm run's jobs are read from the queue)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from harness.run.launchers.slurm import active_jobs
 from harness.store.status import format_status, sweep_status
 
 
@@ -16,6 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     for d in args.dirs:
-        st = sweep_status(d)
+        st = sweep_status(d, active_jobs(d))
         print(json.dumps(st.to_dict(), sort_keys=True) if args.json else format_status(st))
     return 0

@@ -24,3 +24,27 @@ def start_early() -> None:
 
     context()
     forkserver.ensure_running()
+
+
+def alive(grace_s: float = 0.0) -> bool:
+    """Whether this process's server is running (a cell that lost it cannot report).
+
+    ``grace_s``: how long a dying server may take to exit; its cells see their pipes
+    close a moment before the server itself is gone."""
+    import time
+    from multiprocessing import forkserver
+
+    import psutil
+
+    pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001 - no public accessor
+    deadline = time.monotonic() + grace_s
+    while pid is not None:
+        try:  # not psutil's wait(): that would reap it, and multiprocessing waits for it
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.Error:
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.02)
+    return False

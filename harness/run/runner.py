@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from harness.errors import HarnessFault
 from harness.run import forkserver
 from harness.run.rounds import Pool, pooled_fields, visiting_order
 from harness.run.settings import RunSettings
@@ -299,6 +300,26 @@ def _death_message(proc: mp.process.BaseProcess) -> str:
     return f"cell process exited with code {code} before reporting a result"
 
 
+# signals the runner never sends a cell: a stop from outside (scancel, kill), not a crash
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _not_the_cells_fault(p: CellProc) -> None:
+    """Raise HarnessFault when a dead cell process says nothing about its cell: the
+    forkserver that reports its exit status is gone (multiprocessing then reads 255), or
+    it was stopped from outside (a Slurm job cancelled or requeued signals every process
+    of the job). Recording either as the cell's error would blame the architecture."""
+    code = p.process.exitcode
+    if code == 255 and not forkserver.alive(grace_s=1.0):
+        why = "the cell processes' forkserver died"
+    elif code is not None and -code in STOP_SIGNALS:
+        why = f"the cell process was stopped from outside ({signal.Signals(-code).name})"
+    else:
+        return
+    raise HarnessFault(f"{why} while measuring {p.cell.cell_id}: nothing recorded for the "
+                       "cells in flight; run the same command again to resume them")
+
+
 def default_mem_cap(settings: RunSettings, workers: int) -> int:
     if settings.mem_cap_gb > 0:
         return int(settings.mem_cap_gb * 2**30)
@@ -547,6 +568,7 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
     failure: Record | None = None
     if not p.process.is_alive():
         p.process.join(timeout=1)
+        _not_the_cells_fault(p)
         failure = Record.for_cell(p.cell, "error", _death_message(p.process),
                                   wall_s=now - p.started)
     elif now - p.started > settings.timeout_s:

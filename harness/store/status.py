@@ -2,13 +2,15 @@
 
 Counts each planned cell once, by its latest record: *done* (ok or skipped), *failed*
 (error, oom, timeout), *running* (being measured by a live worker right now), *pending*
-(no record yet: queued in a live worker or waiting for a resume). The planned cells come
-from ``DIR/plan.json`` and the live workers from ``DIR/running/`` (see
-``harness.store.rundir``).
+(no record yet: queued in a live worker, in a Slurm job, or waiting for a resume). The
+planned cells come from ``DIR/plan.json``, the live workers from ``DIR/running/`` (see
+``harness.store.rundir``) and the Slurm jobs from the caller, who read the queue
+(:func:`harness.run.launchers.slurm.active_jobs`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,8 @@ class SweepStatus:
     workers: int = 0  # live claims (this host) or unverifiable ones (other hosts)
     unverified_workers: int = 0  # claims from other hosts: liveness unknown
     stale_workers: int = 0  # claims whose process is gone (killed): ignored
+    slurm_jobs: dict[str, int] = field(default_factory=dict)  # active jobs by queue state
+    slurm_queued: int = 0  # pending cells of active Slurm jobs, not yet in a worker
 
     @property
     def done(self) -> int:
@@ -42,8 +46,18 @@ class SweepStatus:
         return {**asdict(self), "done": self.done, "failed": self.failed}
 
 
-def sweep_status(root: str | Path) -> SweepStatus:
-    """The counts of one run directory (read-only)."""
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job of this run still in the Slurm queue (a state squeue calls active)."""
+
+    job_id: str
+    state: str  # e.g. PENDING, RUNNING
+    cells: tuple[str, ...]
+    records_before: int  # records in the store when it was submitted
+
+
+def sweep_status(root: str | Path, slurm_jobs: Sequence[QueuedJob] = ()) -> SweepStatus:
+    """The counts of one run directory (read-only), with its jobs in the Slurm queue."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"run directory {str(root)!r} does not exist")
@@ -72,8 +86,15 @@ def sweep_status(root: str | Path) -> SweepStatus:
         running = min(claim.slots, len(unfinished))
         st.running += running
         st.queued += len(unfinished) - running
+    in_slurm: set[str] = set()
+    for job in slurm_jobs:
+        st.slurm_jobs[job.state] = st.slurm_jobs.get(job.state, 0) + 1
+        in_slurm.update(c for c in job.cells if c not in in_workers
+                        and (c not in latest or latest[c][0] < job.records_before))
+    st.slurm_queued = len(in_slurm)
+    st.queued += st.slurm_queued
     for cid in cells:
-        if cid in in_workers:
+        if cid in in_workers or cid in in_slurm:
             continue
         if cid in latest:
             status = latest[cid][1]
@@ -101,8 +122,12 @@ def format_status(st: SweepStatus) -> str:
         f"  failed  {st.failed:6d}  ("
         + ", ".join(f"{s} {b.get(s, 0)}" for s in FAILED) + ")",
         f"  running {st.running:6d}  ({workers})",
-        f"  pending {st.pending:6d}  ({st.queued} queued in live workers)",
+        f"  pending {st.pending:6d}  ({st.queued - st.slurm_queued} queued in live workers"
+        + (f", {st.slurm_queued} in Slurm jobs)" if st.slurm_jobs else ")"),
     ]
+    if st.slurm_jobs:
+        jobs = ", ".join(f"{n} {s.lower()}" for s, n in sorted(st.slurm_jobs.items()))
+        lines.append(f"  slurm   jobs in the queue: {jobs}")
     if not st.planned:
         lines.append("  (no plan.json: only cells with a record are known, pending is a floor)")
     return "\n".join(lines)

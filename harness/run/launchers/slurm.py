@@ -9,10 +9,16 @@ its ``host``; ``envs/<host>.json`` holds that host's environment).
   or, with ``--retry-failed``, a latest record that is not ``ok``. A job killed outright
   (``scancel``, node failure) leaves its unfinished cells without records, so the next
   resume submits them again; nothing finished is re-run.
-- A job that is preempted or reaches its time limit gets submitit's signal, and its
-  ``checkpoint`` requeues it with only the cells that have no new record yet (up to
-  ``max_num_timeout`` times for time limits). The cell running at that moment is killed
-  and runs again in the requeued job.
+- A job that is preempted or reaches its time limit gets submitit's signal
+  (``signal_delay_s`` before the limit), and its ``checkpoint`` requeues it with only
+  the cells that have no new record yet (up to ``max_num_timeout`` times for time
+  limits). The cell running at that moment is killed and runs again in the requeued job.
+  A job requeued by Slurm itself (``scontrol requeue``, a node failure) starts its
+  pickled submission again, and runs likewise only the cells without a new record.
+- Whether a job is still queued or running is read from ``squeue`` (:func:`queue_states`),
+  not only from submitit, which asks ``sacct``: without accounting (a one-node or laptop
+  cluster) ``sacct`` fails, and a job cancelled before writing its result would look
+  unfinished forever.
 - ``cluster = "local"`` or ``"debug"`` runs the same jobs with submitit's local
   (subprocess) or debug (in-process) executor: a dry run without a cluster, and the
   tests.
@@ -31,12 +37,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError, os_errors_as_usage
+from harness.errors import Terminated, UsageError, os_errors_as_usage, terminate_as_interrupt
 from harness.run.launchers import cells_to_run
 from harness.run.runner import group_key
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
+from harness.store.status import QueuedJob
 
 CLUSTERS = ("slurm", "local", "debug")
 JOBS = "jobs.jsonl"
@@ -55,6 +62,7 @@ class SlurmConfig:
     cpus_per_job: int = 0  # 0: the partition's default
     mem_gb: float = 0.0  # 0: the partition's default
     max_num_timeout: int = 3  # how often a job may time out and be requeued
+    signal_delay_s: int = 90  # the job is told to requeue itself this long before its limit
     array_parallelism: int = 0  # most jobs of the array running at once (0: no limit)
     job_name: str = "seqbench"
     setup: tuple[str, ...] = ()  # shell lines run before each job (module load, venv)
@@ -71,7 +79,8 @@ class SlurmConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UsageError(f"launcher config: {name} must be a positive integer, got {v!r}")
-        for name in ("gpus_per_job", "cpus_per_job", "max_num_timeout", "array_parallelism"):
+        for name in ("gpus_per_job", "cpus_per_job", "max_num_timeout", "array_parallelism",
+                     "signal_delay_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise UsageError(f"launcher config: {name} must be an integer >= 0, got {v!r}")
@@ -138,9 +147,6 @@ class CellJob:
     run_id: str
     seen: dict[str, int] = field(default_factory=dict)  # cell_id → records at submission
 
-    def cell_objects(self) -> list[Cell]:
-        return [Cell.make(**d) for d in self.cells]
-
     def __call__(self) -> dict[str, int]:
         from harness.run.launchers.local import run_local, worker_slots
         from harness.run.plugins import load_plugins
@@ -149,6 +155,9 @@ class CellJob:
         settings = RunSettings(**self.settings)
         load_plugins(settings.plugins)
         store = RunDir(self.out).ensure()
+        left = self.remaining()  # a requeued job (checkpoint or Slurm's) runs what is left
+        print(f"seqbench: job {_job_id()} runs {len(left)} of {len(self.cells)} cells "
+              "(the others have a record since it was submitted)", file=sys.stderr, flush=True)
         if self.device.startswith("cuda"):
             import torch
 
@@ -160,9 +169,15 @@ class CellJob:
         else:
             slots, threads = worker_slots("cpu", self.workers, None)
         store.note_env(env_mod.capture(slots[0]))
-        recs = run_local(self.cell_objects(), settings, store, slots=slots, threads=threads,
-                         retry_failed=self.retry_failed, run_id=self.run_id,
-                         job_id=_job_id())
+        try:  # scancel and scontrol requeue send SIGTERM to every process of the job
+            with terminate_as_interrupt():
+                recs = run_local([Cell.make(**d) for d in left], settings, store, slots=slots,
+                                 threads=threads, retry_failed=self.retry_failed,
+                                 run_id=self.run_id, job_id=_job_id())
+        except Terminated:
+            print("seqbench: job stopped by SIGTERM (cancelled, requeued or preempted); "
+                  "its unfinished cells have no record", file=sys.stderr, flush=True)
+            raise SystemExit(143) from None
         counts: dict[str, int] = {}
         for r in recs:
             counts[r.status] = counts.get(r.status, 0) + 1
@@ -179,8 +194,8 @@ class CellJob:
         from submitit.helpers import DelayedSubmission
 
         left = self.remaining()
-        print(f"seqbench: checkpoint: {len(left)} of {len(self.cells)} cells left, requeuing",
-              file=sys.stderr, flush=True)
+        print(f"seqbench: checkpoint: {len(left)} of {len(self.cells)} cells left (their "
+              "finished rounds are kept), requeuing", file=sys.stderr, flush=True)
         return DelayedSubmission(replace(self, cells=left))
 
 
@@ -220,6 +235,8 @@ def _executor(cfg: SlurmConfig, folder: Path, device: str):
                          "in the launcher config to run the jobs on this machine)") from None
     params: dict[str, Any] = dict(name=cfg.job_name, timeout_min=cfg.timeout_min,
                                   nodes=1, tasks_per_node=1)
+    if cfg.cluster == "slurm":
+        params["slurm_signal_delay_s"] = cfg.signal_delay_s
     if device.startswith("cuda"):
         params["gpus_per_node"] = cfg.gpus_per_job
     if cfg.cpus_per_job:
@@ -281,40 +298,100 @@ def run_slurm(
     with open(folder / JOBS, "a") as f:
         for job, chunk in zip(jobs, jobs_cells, strict=True):
             f.write(json.dumps({"job_id": str(job.job_id), "submitted": time.time(),
-                                "cells": [c.cell_id for c in chunk]}) + "\n")
+                                "cells": [c.cell_id for c in chunk],
+                                "records_before": sum(counts.values())}) + "\n")
     log(f"submitted {len(jobs)} job(s) for {len(todo)} cells through submitit "
         f"({config.cluster}); logs in {folder}")
     if not config.wait:
         log(f"not waiting; follow with: python -m harness status {store.root}")
         return _records_of(cells, store)
-    _wait(jobs, cells, store, config.poll_s, on_record, counts)
+    states = _wait(jobs, cells, store, config, on_record, counts)
     after = _record_counts(store)
     for job, chunk in zip(jobs, jobs_cells, strict=True):
         missing = [c for c in chunk if after.get(c.cell_id, 0) <= counts.get(c.cell_id, 0)]
         if missing:
-            log(f"job {job.job_id} ended ({job.state}) leaving {len(missing)} cell(s) without "
-                f"a record (resume to resubmit them); its log: {job.paths.stderr}")
+            log(f"job {job.job_id} ended ({states.get(str(job.job_id), 'state unknown')}) "
+                f"leaving {len(missing)} cell(s) without a record (the same command "
+                f"resubmits them); its log: {job.paths.stderr}")
     return _records_of(cells, store)
 
 
-def _wait(jobs, cells, store, poll_s, on_record, counts_before) -> None:
-    """Until every job ends, pass each new record of ``cells`` to ``on_record``."""
+def _wait(jobs, cells, store, config: SlurmConfig, on_record,
+          counts_before) -> dict[str, str]:
+    """Until every job has ended, pass each new record of ``cells`` to ``on_record``.
+
+    Returns the last state seen of each job (``ENDED`` where the queue no longer lists
+    it). On Slurm a job has ended when it left the queue's active states: submitit alone
+    asks ``sacct``, and without accounting would wait forever for a cancelled job."""
     wanted = {c.cell_id for c in cells}
     reported = dict(counts_before)
+    states: dict[str, str] = {}
     while True:
-        finished = all(j.done() for j in jobs)
+        queue = queue_states([str(j.job_id) for j in jobs]) if config.cluster == "slurm" else None
+        if queue is not None:
+            states = {str(j.job_id): queue.get(str(j.job_id), "ENDED") for j in jobs}
+            finished = not ACTIVE & set(states.values())
+        else:  # submitit's local executors, or a queue that cannot be read
+            finished = all(j.done() for j in jobs)
+            states = {str(j.job_id): j.state for j in jobs}
         if on_record:
-            dicts = store.read_dicts()
             seen: dict[str, int] = {}
-            for d in dicts:
+            for d in store.read_dicts():
                 cid = d.get("cell_id", "")
                 seen[cid] = seen.get(cid, 0) + 1
                 if cid in wanted and seen[cid] > reported.get(cid, 0):
                     reported[cid] = seen[cid]
                     on_record(Record.from_dict(d))
         if finished:
-            return
-        time.sleep(poll_s)
+            return states
+        time.sleep(config.poll_s)
+
+
+# Slurm job states in which a job may still run cells (squeue --states)
+ACTIVE = frozenset({"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED",
+                    "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT",
+                    "SUSPENDED", "STOPPED", "PREEMPTED"})
+
+
+def queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
+    """Each listed job's state as ``squeue`` sees it (array tasks as ``ID_TASK``); jobs
+    that left the queue are absent. None when the queue cannot be read (no squeue)."""
+    if not job_ids:
+        return {}
+    try:
+        res = subprocess.run(["squeue", "--noheader", "--array", "--states=all",
+                              "--format=%i|%T", "--jobs", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode:
+        # every id purged from the controller's memory: nothing of them is queued
+        return {} if "Invalid job id" in res.stderr else None
+    states = {}
+    for line in res.stdout.splitlines():
+        job, _, state = line.strip().partition("|")
+        states[job] = state.split()[0] if state else "UNKNOWN"
+    return {j: states[j] for j in job_ids if j in states}
+
+
+def active_jobs(root: str | Path) -> list[QueuedJob]:
+    """The jobs of the run at ``root`` that the Slurm queue lists as active (none when
+    the run submitted none, or the queue cannot be read here)."""
+    try:
+        lines = (Path(root) / "slurm" / JOBS).read_text().splitlines()
+    except OSError:
+        return []
+    jobs = {}
+    for line in lines:
+        try:
+            d = json.loads(line)
+            jobs[str(d["job_id"])] = d
+        except (ValueError, KeyError, TypeError):
+            continue  # a damaged line: that job is not shown
+    queue = queue_states(list(jobs)) or {}
+    return [QueuedJob(job_id=j, state=state, cells=tuple(map(str, jobs[j].get("cells", []))),
+                      records_before=int(jobs[j].get("records_before", 0) or 0))
+            for j, state in queue.items() if state in ACTIVE]
 
 
 def _records_of(cells: Sequence[Cell], store: RunDir) -> list[Record]:
