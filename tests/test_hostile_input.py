@@ -130,7 +130,7 @@ def test_suite_directory_says_it_is_a_directory(tmp_path, capsys):
 
 def test_phantom_workers_are_capped_and_do_not_divide_the_memory_cap(tmp_path):
     from harness.run.launchers.local import cap_workers, usable_cores, worker_slots
-    from harness.run.runner import default_mem_cap
+    from harness.run.processes import default_mem_cap
     from harness.run.settings import RunSettings
     from harness.store.records import Cell
     from harness.store.rundir import RunDir

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.run.runner import Scheduler
+from harness.run.schedule import Schedule, Start
 from harness.run.sweep import execute, plan
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
@@ -122,16 +122,18 @@ seq_len = [1, 2, 3, 4, 5, 6, 7, 8]
     assert all(kept[r.cell_id] == r.to_json() for r in final if r.cell_id in kept)
 
 
-def test_scheduler_runs_short_lengths_first_and_longest_eligible_first():
+def test_schedule_runs_short_lengths_first_and_longest_eligible_first():
     cells = [Cell.make(arch=a, workload="forward", seq_len=n, batch=1)
              for a in ("x", "y") for n in (64, 8, 16)]
-    s = Scheduler(list(cells))
-    first = s.eligible({})
-    assert {(c.arch, c.seq_len) for c in first} == {("x", 8), ("y", 8)}
-    done = {c.cell_id: Record.for_cell(c, "ok") for c in first}
-    nxt = s.eligible(done)
-    assert {(c.arch, c.seq_len) for c in nxt} == {("x", 8), ("y", 8), ("x", 16), ("y", 16)}
-    assert nxt[0].seq_len == 16  # longest expected first among the eligible
+    s = Schedule(cells, ["cpu", "cpu"], rounds=1)
+    first = s.next()
+    assert {(a.cell.arch, a.cell.seq_len) for a in first} == {("x", 8), ("y", 8)}
+    assert all(isinstance(a, Start) and a.round == 0 for a in first)
+    for a in first:
+        assert s.round_done(a.cell, 0)
+        s.ended(a.cell, "ok")
+    nxt = s.next()
+    assert [(a.cell.arch, a.cell.seq_len) for a in nxt] == [("x", 16), ("y", 16)]
 
 
 def test_sweep_run_frames_the_plans_records_with_the_loaders_columns(tmp_path):

@@ -39,7 +39,7 @@ from typing import Any
 
 from harness.errors import Terminated, UsageError, os_errors_as_usage, terminate_as_interrupt
 from harness.run.launchers import cells_to_run
-from harness.run.runner import group_key
+from harness.run.schedule import group_key
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
