@@ -173,3 +173,39 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+ROUND_DAMAGE = {
+    "samples": lambda d: d.update(samples="abc"),
+    "missing k": lambda d: d.pop("k"),
+    "no static in round 0": lambda d: d.pop("static"),
+    "nan samples": lambda d: d.update(samples=[float("nan")] * len(d["samples"])),
+    "negative samples": lambda d: d.update(samples=[-1.0] * len(d["samples"])),
+    "static mistyped": lambda d: d.update(static="oops"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ROUND_DAMAGE)
+def test_a_damaged_round_is_set_aside_and_measured_again(tmp_path, how, capsys):
+    """A run killed before its record, its rounds.jsonl then damaged: the resume warns
+    once, measures the damaged round (and those after it) again, and stores one ok record
+    whose samples are all finite and non-negative; no traceback."""
+    out = tmp_path / "run"
+    args = ["run", "--plugin", PLUGIN, "--arch", "test-ok", "--workload", "forward",
+            "--seq-len", "8", "--batch", "1", "--preset", "tiny", "--budget-s", "0.05",
+            "--rounds", "3", "--device", "cpu", "--out", str(out)]
+    assert cli_main(args) == 0
+    (out / "records.jsonl").unlink()  # killed after its last round, before its record
+    lines = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines()]
+    ROUND_DAMAGE[how](lines[0])  # round 0: the cell starts again from scratch
+    (out / "rounds.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    with pytest.warns(UserWarning, match="damaged line.*measured again"):
+        assert not any(RunDir(out).read_rounds().values())  # no round 0: from scratch
+    capsys.readouterr()
+    assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("damaged line(s) set aside") == 1 and "Traceback" not in err, err
+    (rec,) = RunDir(out).records()
+    assert rec.status == "ok" and rec.rounds == 3
+    assert rec.samples and min(rec.samples) >= 0 and sorted(set(rec.sample_rounds)) == [0, 1, 2]

@@ -179,3 +179,45 @@ def _type_problem(value: Any, kind: Any) -> str | None:
 
 
 _FIELD_TYPES = typing.get_type_hints(Record)
+
+
+@dataclass(frozen=True)
+class RoundEntry:
+    """A finished round of a cell as ``rounds.jsonl`` keeps it (the fields a resume pools;
+    the worker's other fields ride along in the line). A line that fails :meth:`problem`
+    is set aside by readers, and its round is measured again."""
+
+    cell_id: str
+    round: int
+    samples: list[float]
+    k: int
+    contention: list[float] = field(default_factory=list)
+    static: dict[str, Any] | None = None  # the cell's setup measurements (round 0)
+    position: int = 0
+    wall_s: float | None = None
+
+    @classmethod
+    def problem(cls, d: Any) -> str | None:
+        """Why ``d`` (a parsed line of rounds.jsonl) is not a round, or None if it is:
+        a field missing or mistyped, a non-finite or negative figure, round 0 without
+        its setup (``static``)."""
+        if not isinstance(d, dict):
+            return f"not a JSON object but {type(d).__name__}"
+        for f in fields(cls):
+            if f.name not in d:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    return f"missing field {f.name!r}"
+                continue
+            why = _type_problem(d[f.name], _ROUND_TYPES[f.name])
+            if why:
+                return f"field {f.name!r} {why}"
+        if d["round"] < 0 or d["k"] < 1 or not d["samples"]:
+            return f"round {d['round']}, k {d['k']}, {len(d['samples'])} samples"
+        if min(d["samples"]) < 0 or (d.get("wall_s") or 0) < 0:
+            return "a negative time"
+        if d["round"] == 0 and not isinstance(d.get("static"), dict):
+            return "round 0 without its setup ('static')"
+        return None
+
+
+_ROUND_TYPES = typing.get_type_hints(RoundEntry)

@@ -42,7 +42,7 @@ from typing import Any
 import psutil
 
 from harness.errors import UsageError, os_errors_as_usage
-from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Cell, Record
+from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Cell, Record, RoundEntry
 
 RECORDS = "records.jsonl"
 ROUNDS = "rounds.jsonl"  # finished rounds of cells whose record is not final yet
@@ -275,11 +275,19 @@ class RunDir:
         """Each cell's finished rounds of its latest attempt (from its last round 0 on), in
         order 0, 1, … (the longest gap-free prefix; a round written twice counts once)."""
         by_cell: dict[str, dict[int, dict[str, Any]]] = {}
+        damaged: list[str] = []
         for d in self._round_lines():
-            if isinstance(d.get("cell_id"), str) and isinstance(d.get("round"), int):
-                if d["round"] == 0:
-                    by_cell[d["cell_id"]] = {}
-                by_cell.setdefault(d["cell_id"], {}).setdefault(d["round"], d)
+            why = RoundEntry.problem(d)
+            if why:
+                damaged.append(why)
+                continue
+            if d["round"] == 0:
+                by_cell[d["cell_id"]] = {}
+            by_cell.setdefault(d["cell_id"], {}).setdefault(d["round"], d)
+        if damaged:
+            warnings.warn(f"{self.rounds_path}: {len(damaged)} damaged line(s) set aside "
+                          f"(first: {damaged[0]}); those rounds are measured again",
+                          stacklevel=2)
         out = {}
         for cid, rounds in by_cell.items():
             seq = []
