@@ -90,3 +90,15 @@ class Segv(_Faulty):
         import ctypes
 
         ctypes.string_at(0)
+
+
+@register("test-spawn", description="starts `sleep <fail_at + 1000>` once, leaves it running",
+          **COMMON)
+class Spawn(_Faulty):
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        if not getattr(self, "_spawned", False):
+            import subprocess
+
+            self._spawned = True
+            subprocess.Popen(["sleep", str(self.fail_at + 1000)])
+        return self.proj(x)

@@ -229,3 +229,18 @@ def test_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, capsys, m
     assert main(args) == 0
     recs = RunDir(tmp_path / "run").records()
     assert sorted(r.seq_len for r in recs) == [2, 3, 4, 5]
+
+
+def test_processes_a_cell_starts_end_with_it_after_a_normal_finish(tmp_path):
+    """A cell that leaves a child running (here ``sleep 1234``) finishes ok, and its child
+    is killed with its process group instead of living on with parent 1."""
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--plugin", PLUGIN, "--arch", "test-spawn",
+         "--workload", "forward", "--seq-len", "2", "--batch", "1", "--preset", "tiny",
+         "--set", "fail_at=234", "--budget-s", "0.02", "--rounds", "2", "--device", "cpu",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [d["status"] for d in RunDir(out).read_dicts()] == ["ok"]
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "1234"]]
+    assert not survivors(left, within_s=5), "a cell's child outlived it"

@@ -150,8 +150,7 @@ class Processes:
         except (OSError, ValueError):
             pass
         p.process.join(timeout=2)
-        if p.process.is_alive():
-            _kill_group(p.process)
+        _kill_group(p.process)  # and whatever it started: nothing outlives its cell
 
     def kill_all(self) -> None:
         """Done or interrupted: leave no orphan process behind."""
@@ -161,7 +160,8 @@ class Processes:
 
 
 def _kill_group(proc: mp.process.BaseProcess) -> None:
-    """Kill the cell process and anything it started (it runs in its own session)."""
+    """Kill the cell process and anything it started (it runs in its own session, so its
+    process group outlives it while anything it started lives)."""
     if proc.pid is None:
         return
     try:
@@ -244,8 +244,7 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
         if msg is not None:
             if msg.get("kind") == "record":
                 p.process.join(timeout=10)
-                if p.process.is_alive():
-                    _kill_group(p.process)
+                _kill_group(p.process)  # and whatever it started
                 d = msg["record"]
                 d["device"] = p.cell.device  # the cell's identity, not the slot it ran on
                 if p.slot != p.cell.device:
@@ -254,6 +253,7 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
     failure: Record | None = None
     if not p.process.is_alive():
         p.process.join(timeout=1)
+        _kill_group(p.process)  # what it started dies with it
         _not_the_cells_fault(p)
         failure = Record.for_cell(p.cell, "error", _death_message(p.process),
                                   wall_s=now - p.started)
