@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 import warnings
+from typing import NoReturn
 
 from harness.errors import HarnessFault, UsageError
 
@@ -35,8 +36,18 @@ EPILOG = """\
   harness/selftest/  the selftest command's stages"""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option value (``--batch 0``, ``--top x``, an unknown choice) is one line and
+    exit 2 like a ``UsageError``, not argparse's usage dump; other parse errors keep it."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):  # argparse's form for one argument's value
+            self.exit(2, f"error: {message}\n")
+        super().error(message)
+
+
 def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m harness",
         description="seqbench: benchmark and profile sequence architectures in PyTorch.",
         epilog=EPILOG,

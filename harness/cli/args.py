@@ -1,8 +1,10 @@
-"""Argument parsing the commands share: comma-separated lists and ``--set key=value``."""
+"""Argument parsing the commands share: comma-separated lists, bounded integers, run
+directories and ``--set key=value``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import tomllib
 from typing import Any
 
@@ -26,12 +28,35 @@ def csv_list(kind: type) -> Any:
                         f"{t!r} is not an integer (expected positive integers like 256,1024)"
                     ) from None
                 if v < 1:
-                    raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
+                    raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
                 out.append(v)
             return out
         return items
 
     return parse
+
+
+def int_at_least(low: int) -> Any:
+    """An argparse ``type``: an integer ``>= low`` (plain ``int`` lets ``--top -1`` through)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {v}")
+        return v
+
+    return parse
+
+
+def check_run_dirs(paths: list[str]) -> None:
+    """A file given as a run directory is named as such: the store only sees that no
+    directory is there and would say it "does not exist"."""
+    for p in paths:
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise UsageError(f"{p!r} is a file, not a run directory")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ timer against reference timers (the measurement is :mod:`harness.measure.calibra
 from __future__ import annotations
 
 import argparse
+import math
+import os
 
 import torch
 
@@ -45,12 +47,14 @@ def _fmt_ms(s: float | None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    if not args.seconds > 0:
-        raise UsageError(f"--seconds must be a positive number, got {args.seconds!r}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):  # inf would never end
+        raise UsageError(f"--seconds must be a finite positive number, got {args.seconds!r}")
     if args.rounds < 1:
         raise UsageError(f"--rounds must be a positive integer, got {args.rounds!r}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads!r}")
+    cores = len(os.sched_getaffinity(0))  # more threads than cores time the contention
+    if args.threads is not None and not 1 <= args.threads <= cores:
+        raise UsageError(f"--threads must be between 1 and {cores} (the usable cores), "
+                         f"got {args.threads!r}")
     try:
         dev = parse_device(args.device)
     except ValueError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.cli.args import check_run_dirs
 from harness.errors import UsageError, os_errors_as_usage
 from harness.measure.timing import format_seconds
 from harness.report.compare import VERDICTS, compare_runs, failing
@@ -91,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold must be between 0 and 1 (exclusive), got {args.threshold}")
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
+    check_run_dirs([args.run_a, args.run_b])
     a, b = load_run(args.run_a), load_run(args.run_b)
     result = compare_runs(a, b, threshold=args.threshold, alpha=args.alpha)
     _print(result, args.run_a, args.run_b, args.threshold, args.alpha)

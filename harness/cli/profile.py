@@ -12,7 +12,7 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from harness.cli.args import csv_list, parse_set
+from harness.cli.args import check_run_dirs, csv_list, int_at_least, parse_set
 from harness.errors import UsageError, describe, os_errors_as_usage
 from harness.profile import cell_dir_name, cells_from_run
 from harness.profile.breakdown import breakdown_table, markdown, wide_table
@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="above N recorded operator events keep the lean trace, without stacks, "
                         "shapes and memory (they need many GB); 0: no limit (default 100000)")
     s.add_argument("--seed", type=int, default=0, help="input and initialisation seed")
-    s.add_argument("--top", type=int, default=10, help="operators printed per cell (10)")
+    s.add_argument("--top", type=int_at_least(0), default=10,
+                   help="operators printed per cell (default 10; 0: none)")
     p.add_argument("--out", help="profile directory (default results/profiles/<time>-<name>, "
                                  "or RUN_DIR/profiles with --from)")
     p.add_argument("--name", help="name part of the default profile directory")
@@ -123,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
 
     plugins = resolved(args.plugin)
     if args.from_run:  # the run's own plugins first: its cells may need their adapters
+        check_run_dirs([args.from_run])
         stored = RunDir(args.from_run).plan().get("plugins", []) if Path(
             args.from_run, "plan.json").exists() else []
         plugins = [p for p in stored if isinstance(p, str)] + plugins

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli.args import check_run_dirs
 from harness.errors import UsageError
 from harness.report import PRESETS, build_report
 from harness.report.style import WIDTHS
@@ -37,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--dpi and --resamples must be positive, got {args.dpi}, {args.resamples}"
         )
+    check_run_dirs(args.run_dirs)
     index = build_report(
         args.run_dirs,
         args.out,

@@ -9,6 +9,7 @@ network whose Python lacks some of them, it names them and says how to carry whe
 from __future__ import annotations
 
 import argparse
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def main(args: argparse.Namespace) -> int:
                          "selftest writes a fresh one (choose a new path)")
     with os_errors_as_usage(f"create --out {str(out)!r}"):
         out.mkdir(parents=True, exist_ok=True)
+    with os_errors_as_usage(f"write to --out {str(out)!r}"):  # not after the stages' minute
+        tempfile.TemporaryFile(dir=out).close()
     checks = run_selftest(device, out, SelftestConfig(baseline=args.baseline))
     print(f"\ndetails: {out / 'selftest.md'}")
     print(verdict(checks, device))

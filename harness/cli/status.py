@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.cli.args import check_run_dirs
 from harness.run.launchers.slurm import active_jobs
 from harness.store.status import format_status, sweep_status
 
@@ -16,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_run_dirs(args.dirs)
     for d in args.dirs:
         st = sweep_status(d, active_jobs(d))
         print(json.dumps(st.to_dict(), sort_keys=True) if args.json else format_status(st))

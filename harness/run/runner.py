@@ -22,7 +22,7 @@ from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
 from harness.run.schedule import Schedule, Skip, Start, group_key
 from harness.run.settings import RunSettings
-from harness.store.records import Cell, Record
+from harness.store.records import Cell, Record, cells_to_run
 from harness.store.rundir import CellClaim, RunDir
 
 __all__ = ["run_cells", "group_key"]
@@ -191,8 +191,7 @@ def run_cells(
     ``on_round(cell, round, rounds)`` is called as each round of a timed cell ends."""
     store.ensure()
     known = store.latest_by_cell()
-    todo = [c for c in cells if c.cell_id not in known
-            or (retry_failed and known[c.cell_id].status != "ok")]
+    todo = cells_to_run(cells, known, retry_failed)
     shared = SharedDir(store)
     partial = store.read_rounds() if todo else {}
     rounds = {c.cell_id: CellRounds.resumed(c, partial[c.cell_id])

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -179,6 +180,14 @@ def _type_problem(value: Any, kind: Any) -> str | None:
 
 
 _FIELD_TYPES = typing.get_type_hints(Record)
+
+
+def cells_to_run(cells: Sequence[Cell], known: dict[str, Record],
+                 retry_failed: bool) -> list[Cell]:
+    """The one answer to "what is left": cells with no record, and (``retry_failed``)
+    those whose latest record is not ok. Launchers and the runner all ask it."""
+    return [c for c in cells
+            if c.cell_id not in known or (retry_failed and known[c.cell_id].status != "ok")]
 
 
 @dataclass(frozen=True)

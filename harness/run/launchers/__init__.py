@@ -11,10 +11,10 @@ plus, with ``retry_failed``, cells whose latest record is not ``ok``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from harness.errors import UsageError
-from harness.store.records import Cell, Record
+from harness.store.records import cells_to_run
+
+__all__ = ["LAUNCHERS", "cells_to_run", "validate_launcher"]
 
 LAUNCHERS = ("local", "slurm")
 
@@ -23,10 +23,3 @@ def validate_launcher(name: str) -> str:
     if name not in LAUNCHERS:
         raise UsageError(f"unknown launcher {name!r}; valid choices: {', '.join(LAUNCHERS)}")
     return name
-
-
-def cells_to_run(cells: Sequence[Cell], known: dict[str, Record],
-                 retry_failed: bool) -> list[Cell]:
-    """Cells with no record, and (``retry_failed``) those whose latest record is not ok."""
-    return [c for c in cells
-            if c.cell_id not in known or (retry_failed and known[c.cell_id].status != "ok")]

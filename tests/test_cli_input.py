@@ -1,0 +1,132 @@
+"""Bad values on the command line (users' reports): each is one line ``error: ...`` naming
+the value, exit 2, no traceback, no argparse usage dump, and nothing written to disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """The CLI in this process (fast): exit code and stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and "usage:" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(w in lines[0] for w in words), err
+
+
+@pytest.fixture
+def no_stage(monkeypatch):
+    """A selftest stage starting fails the test: bad input must stop before any."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a selftest stage ran")
+
+    monkeypatch.setattr("harness.selftest.run_selftest", refuse)
+
+
+BAD_INTS = [("--batch", "0"), ("--batch", "-2"), ("--batch", "8,0"), ("--seq-len", "0"),
+            ("--seq-len", "-3"), ("--seq-len", "256,-1")]
+
+
+@pytest.mark.parametrize("flag,value", BAD_INTS, ids=[" ".join(b) for b in BAD_INTS])
+@pytest.mark.parametrize("command", ["run", "profile"])
+def test_a_length_or_batch_below_1_is_one_line(tmp_path, capsys, command, flag, value):
+    out = tmp_path / "out"
+    code, err = cli(capsys, command, "--arch", "lmu", flag, value, "--out", str(out))
+    assert_one_line(code, err, flag, value.split(",")[-1], "positive integer")
+    assert not out.exists()
+
+
+def test_batch_0_from_the_real_command_line(tmp_path):
+    out = tmp_path / "out"
+    r = harness("run", "--suite", "smoke", "--batch", "0", "--out", str(out))
+    assert_one_line(r.returncode, r.stderr, "--batch", "0", "positive integer")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "x"])
+def test_profile_top_below_0_is_refused(tmp_path, capsys, value):
+    out = tmp_path / "out"
+    code, err = cli(capsys, "profile", "--arch", "lmu", "--seq-len", "8", "--top", value,
+                    "--out", str(out))
+    assert_one_line(code, err, "--top", value)
+    assert not out.exists()
+
+
+CALIBRATE = [
+    (["--seconds", "inf"], ["inf", "finite"]),
+    (["--seconds", "nan"], ["nan", "finite"]),
+    (["--seconds", "0"], ["0", "positive"]),
+    (["--threads", "9999"], ["9999", f"between 1 and {len(os.sched_getaffinity(0))}"]),
+    (["--threads", "0"], ["--threads", "0"]),
+]
+
+
+@pytest.mark.parametrize("args,words", CALIBRATE, ids=[" ".join(a) for a, _ in CALIBRATE])
+def test_calibrate_refuses_endless_seconds_and_too_many_threads(capsys, monkeypatch, args,
+                                                               words):
+    monkeypatch.setattr("harness.cli.calibrate.run_calibration",
+                        lambda *a: pytest.fail("calibration ran"))
+    code, err = cli(capsys, "calibrate", *args)
+    assert_one_line(code, err, *words)
+
+
+@pytest.mark.parametrize("command", [["report"], ["status"], ["compare", "RUN"],
+                                     ["profile", "--cell", "x", "--from"]], ids=lambda c: c[0])
+def test_a_file_is_not_a_run_directory(tmp_path, capsys, command):
+    afile = tmp_path / "records.jsonl"
+    afile.write_text("{}\n")
+    args = [a if a != "RUN" else str(afile) for a in command]
+    code, err = cli(capsys, *args, str(afile))
+    assert_one_line(code, err, str(afile), "is a file, not a run directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]
+
+
+def test_selftest_out_under_a_file_stops_before_any_stage(tmp_path, capsys, no_stage):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out = afile / "sub"
+    code, err = cli(capsys, "selftest", "--device", "cpu", "--out", str(out))
+    assert_one_line(code, err, str(out), "cannot create")
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and afile.read_text() == ""
+
+
+def test_selftest_out_not_writable_stops_before_any_stage(tmp_path, capsys, monkeypatch,
+                                                         no_stage):
+    """An existing empty directory that cannot be written (chmod 0o500 as a user; root
+    writes anyway, so the write itself is refused here)."""
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o500)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    code, err = cli(capsys, "selftest", "--device", "cpu", "--out", str(out))
+    assert_one_line(code, err, str(out), "cannot write", "Permission denied")
+    assert list(out.iterdir()) == []
