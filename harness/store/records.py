@@ -130,19 +130,28 @@ class Record:
 
         Readers skip such lines with a warning instead of failing on them later: a field
         missing, of the wrong type, non-finite, or an unknown status."""
-        if not isinstance(d, dict):
-            return f"not a JSON object but {type(d).__name__}"
-        for f in fields(cls):
-            if f.name not in d:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    return f"missing field {f.name!r}"
-                continue
-            why = _type_problem(d[f.name], _FIELD_TYPES[f.name])
-            if why:
-                return f"field {f.name!r} {why}"
+        why = _fields_problem(cls, d, _FIELD_TYPES)
+        if why:
+            return why
         if d["status"] not in STATUSES:
             return f"unknown status {d['status']!r}"
         return None
+
+
+def _fields_problem(cls: type, d: Any, types: dict[str, Any]) -> str | None:
+    """Why the parsed line ``d`` does not hold the dataclass ``cls``'s fields: not an
+    object, a required field missing, or a field of the wrong type."""
+    if not isinstance(d, dict):
+        return f"not a JSON object but {type(d).__name__}"
+    for f in fields(cls):
+        if f.name not in d:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return f"missing field {f.name!r}"
+            continue
+        why = _type_problem(d[f.name], types[f.name])
+        if why:
+            return f"field {f.name!r} {why}"
+    return None
 
 
 def _type_problem(value: Any, kind: Any) -> str | None:
@@ -210,16 +219,9 @@ class RoundEntry:
         """Why ``d`` (a parsed line of rounds.jsonl) is not a round, or None if it is:
         a field missing or mistyped, a non-finite or negative figure, round 0 without
         its setup (``static``)."""
-        if not isinstance(d, dict):
-            return f"not a JSON object but {type(d).__name__}"
-        for f in fields(cls):
-            if f.name not in d:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    return f"missing field {f.name!r}"
-                continue
-            why = _type_problem(d[f.name], _ROUND_TYPES[f.name])
-            if why:
-                return f"field {f.name!r} {why}"
+        why = _fields_problem(cls, d, _ROUND_TYPES)
+        if why:
+            return why
         if d["round"] < 0 or d["k"] < 1 or not d["samples"]:
             return f"round {d['round']}, k {d['k']}, {len(d['samples'])} samples"
         if min(d["samples"]) < 0 or (d.get("wall_s") or 0) < 0:
