@@ -244,3 +244,15 @@ def test_processes_a_cell_starts_end_with_it_after_a_normal_finish(tmp_path):
     assert [d["status"] for d in RunDir(out).read_dicts()] == ["ok"]
     left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "1234"]]
     assert not survivors(left, within_s=5), "a cell's child outlived it"
+
+
+def test_the_memory_cap_counts_a_cells_own_memory_not_torchs_shared_pages(tmp_path):
+    """A cell's resident set holds ~220 MB of torch pages it shares with the forkserver;
+    a 0.2 GiB cap must judge the cell's own pages (tens of MB), not call it an OOM."""
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--arch", "lmu-fft", "--workload", "forward",
+         "--seq-len", "16", "--batch", "1", "--budget-s", "0.2", "--device", "cpu",
+         "--mem-cap-gb", "0.2", "--out", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [d["status"] for d in RunDir(tmp_path / "run").read_dicts()] == ["ok"]
