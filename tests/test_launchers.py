@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
 
 
-def write_suite(tmp_path: Path, body: str, budget_s: float = 0.05) -> str:
+def write_suite(tmp_path: Path, body: str, budget_s: float = 0.05, rounds: int = 5) -> str:
     path = tmp_path / "suite.toml"
     path.write_text(
         f'name = "t"\n[settings]\nbudget_s = {budget_s}\ntimeout_s = 20\nmem_cap_gb = 0.75\n'
+        f'rounds = {rounds}\n'
         f'count_flops = false\nplugins = ["{PLUGIN}"]\n'
         f'[cpu]\npreset = "tiny"\nbatch = 1\nworkload = "forward"\n{body}'
     )
