@@ -11,18 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from tests.test_hostile_input import cli  # the CLI in this process: exit code, stderr
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """The CLI in this process (fast): exit code and stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def harness(*args: str) -> subprocess.CompletedProcess:
