@@ -149,7 +149,9 @@ def test_a_cell_killed_from_outside_is_not_recorded_as_its_failure(tmp_path, vic
         if victim == "cell":
             next(p for p in family if _is_cell(p)).send_signal(signal.SIGTERM)
         else:
-            next(p for p in family if "forkserver" in " ".join(p.cmdline())).kill()
+            # the server, not the cell forked from it (whose command line is the same)
+            next(p for p in family
+                 if not _is_cell(p) and "forkserver" in " ".join(p.cmdline())).kill()
         code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:

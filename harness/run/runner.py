@@ -20,12 +20,10 @@ from typing import Any
 
 from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
-from harness.run.schedule import Schedule, Skip, Start, group_key
+from harness.run.schedule import Schedule, Skip, Start
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record, cells_to_run
 from harness.store.rundir import CellClaim, RunDir
-
-__all__ = ["run_cells", "group_key"]
 
 
 @dataclass
