@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.store.rundir import CLAIMS, RunDir
+from harness.store.claims import CLAIMS, claim_path
+from harness.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(ROOT / "tests" / "fault_adapters.py")
@@ -68,15 +69,15 @@ def test_the_record_ends_the_claim_and_a_foreign_release_does_nothing(tmp_path):
 def test_a_claim_from_another_host_is_stale_only_when_not_refreshed(tmp_path, monkeypatch):
     import os
 
-    import harness.store.rundir as rundir
+    import harness.store.claims as claims
 
     store = RunDir(tmp_path).ensure()
-    path = store._claim_path("x")
+    path = claim_path(tmp_path, "x")
     path.parent.mkdir()
     path.write_text(json.dumps({"cell_id": "x", "host": "elsewhere", "pid": 1,
                                 "create_time": 0.0}))
     assert store.claim_cell("x") is None  # fresh heartbeat: alive as far as we can tell
-    old = time.time() - rundir.CLAIM_STALE_S - 5
+    old = time.time() - claims.CLAIM_STALE_S - 5
     os.utime(path, (old, old))
     assert store.claim_cell("x") is not None
 

@@ -20,8 +20,9 @@ import pytest
 from harness.errors import UsageError
 from harness.run.launchers.slurm import SlurmConfig, make_jobs
 from harness.run.sweep import execute, plan
+from harness.store.claims import Owner, WorkerLease
 from harness.store.records import Cell, Record
-from harness.store.rundir import Claim, RunDir
+from harness.store.rundir import RunDir
 from harness.store.status import sweep_status
 
 pytest.importorskip("submitit")
@@ -222,14 +223,14 @@ def test_status_counts_by_hand(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     (tmp_path / "running").mkdir()
-    (tmp_path / "running" / "old.json").write_text(json.dumps(
-        Claim(host=socket.gethostname(), pid=int(dead), create_time=0.0, slots=1,
-              records_before=0, cells=[c.cell_id for c in cells]).__dict__))
+    (tmp_path / "running" / "old.json").write_text(json.dumps(WorkerLease(
+        Owner(socket.gethostname(), int(dead), 0.0), slots=1, records_before=0,
+        cells=tuple(c.cell_id for c in cells)).to_dict()))
     st = sweep_status(tmp_path)
     assert (st.total, st.done, st.failed, st.running, st.pending) == (8, 3, 2, 0, 3)
     assert st.stale_workers == 1 and st.by_status == {"ok": 2, "skipped": 1, "error": 1, "oom": 1}
     # a live worker with 2 slots re-running the error cell and owning cells 6-8
-    with store.claim([cells[3].cell_id] + [c.cell_id for c in cells[5:]], slots=2):
+    with store.lease([cells[3].cell_id] + [c.cell_id for c in cells[5:]], slots=2):
         st = sweep_status(tmp_path)
         assert (st.done, st.failed, st.running, st.pending, st.queued) == (3, 1, 2, 2, 2)
         store.append(Record.for_cell(cells[3], "ok"))  # the re-run cell finished

@@ -49,8 +49,8 @@ def test_plan_and_claims_live_in_the_run_directory(tmp_path):
     run.write_plan(cells[:1], {"suite": "s", "device": "cpu"})
     run.write_plan(cells, {"suite": "s", "device": "cpu"})  # a resume adds, never drops
     assert [d["cell_id"] for d in run.plan()["cells"]] == [c.cell_id for c in cells]
-    with run.claim([cells[1].cell_id], slots=1) as c:
-        assert [x.cells for x in run.claims()] == [[cells[1].cell_id]]
-        assert c.alive() is True
-    assert run.claims() == []
+    with run.lease([cells[1].cell_id], slots=1) as c:
+        assert [x.cells for x in run.leases()] == [(cells[1].cell_id,)]
+        assert c.owner.alive() is True
+    assert run.leases() == []
     assert run.profiles_path == tmp_path / "profiles"

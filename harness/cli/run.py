@@ -131,8 +131,8 @@ def main(args: argparse.Namespace) -> int:
             return 143 if isinstance(exc, Terminated) else 130
         except StoreWriteError as exc:
             progress.stop()
-            what = "disk full" if exc.full else str(exc)
-            print(f"{what}: {_saved(p)}; free space and rerun the same command to resume",
+            what, fix = ("disk full", "free space") if exc.full else (str(exc), "fix that")
+            print(f"{what}: {_saved(p)}; {fix} and rerun the same command to resume",
                   file=sys.stderr)
             return 1
         progress.update(task, completed=len(records))

@@ -22,8 +22,9 @@ from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
 from harness.run.schedule import Schedule, Skip, Start
 from harness.run.settings import RunSettings
+from harness.store.claims import CellClaim
 from harness.store.records import Cell, Record, cells_to_run
-from harness.store.rundir import CellClaim, RunDir
+from harness.store.rundir import RunDir
 
 
 @dataclass

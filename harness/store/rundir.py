@@ -10,13 +10,10 @@
   own machine's device (:meth:`RunDir.host_env`).
 - ``plan.json``: every cell asked of the directory (the union over runs that resumed it),
   so ``status`` can count cells that have no record yet.
-- ``running/<name>.json``: a *claim*, written by each live worker (a local sweep or one
-  Slurm job) for the cells it is about to run and removed when it ends. It names the
-  host, the process and how many cells the worker runs at once, and how many records the
-  store held when it started, so a re-run cell (``--retry-failed``) counts as running
-  until its new record arrives. A claim left by a killed worker is recognised as dead on
-  its own host (its process is gone); claims from other hosts cannot be checked and are
-  shown as such.
+- ``rounds.jsonl``: append-only, each finished round of a cell (its samples), so a
+  killed run resumes a cell from its next round (:class:`~harness.store.records.RoundEntry`).
+- ``claims/``: one cell claim per cell being measured; ``running/``: one worker lease per
+  live worker, for ``status`` (see :mod:`harness.store.claims`).
 - ``profiles/``: ``python -m harness profile --from DIR`` writes there (never records).
 
 Files are data only: JSON, never pickles. A damaged JSON file is read as empty with a
@@ -27,161 +24,35 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import socket
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness.errors import UsageError, os_errors_as_usage
-from harness.store.records import READABLE_SCHEMAS, SCHEMA_VERSION, Cell, Record, RoundEntry
+from harness.store import claims
+from harness.store.claims import CellClaim, WorkerLease
+from harness.store.files import StoreWriteError, locked, read_json_object, write_json
+from harness.store.records import (
+    READABLE_SCHEMAS,
+    SCHEMA_VERSION,
+    Cell,
+    Record,
+    RoundEntry,
+    cells_to_run,
+)
+
+__all__ = ["RunDir", "StoreWriteError", "read_records"]
 
 RECORDS = "records.jsonl"
-ROUNDS = "rounds.jsonl"  # finished rounds of cells whose record is not final yet
+ROUNDS = "rounds.jsonl"
 ENV = "env.json"
 ENVS = "envs"
 PLAN = "plan.json"
-RUNNING = "running"
-CLAIMS = "claims"  # claims/<hash of cell_id>.json: the one runner measuring that cell
-CLAIM_STALE_S = 600.0  # a claim from another host not refreshed for this long is stale
 PROFILES = "profiles"
-
-
-@contextmanager
-def _locked(root: Path, name: str) -> Iterator[None]:
-    """An exclusive lock on ``root/name`` for read-modify-write of shared JSON files."""
-    fd = os.open(root / name, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write whole or not at all (a temporary file renamed over ``path``)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreWriteError(path, exc) from None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object file; {} when it is missing, and with a warning when it is unreadable
-    or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, RecursionError) as exc:
-        warnings.warn(f"{path}: unreadable or not JSON ({type(exc).__name__}); ignoring it",
-                      stacklevel=3)
-        return {}
-    if not isinstance(data, dict):
-        warnings.warn(f"{path}: not a JSON object; ignoring it", stacklevel=3)
-        return {}
-    return data
-
-
-class StoreWriteError(Exception):
-    """A line could not be appended to a run directory's file (nothing of it was left
-    behind). ``full`` when the disk or quota is full: freeing space and rerunning the same
-    command resumes."""
-
-    def __init__(self, path: Path, exc: OSError) -> None:
-        self.path, self.errno = Path(path), exc.errno
-        self.full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
-
-
-@dataclass
-class Claim:
-    """A live worker's cells (see the module docstring)."""
-
-    host: str
-    pid: int
-    create_time: float
-    slots: int
-    records_before: int
-    cells: list[str]
-    job_id: str = ""
-    started: float = 0.0
-
-    def alive(self) -> bool | None:
-        """True/False on this host; None (unknown) for a claim from another host."""
-        if self.host != socket.gethostname():
-            return None
-        try:
-            proc = psutil.Process(self.pid)
-            return (abs(proc.create_time() - self.create_time) < 1.0
-                    and proc.status() != psutil.STATUS_ZOMBIE)  # killed, not yet reaped
-        except psutil.Error:
-            return False
-
-
-@dataclass
-class CellClaim:
-    """One cell in one runner's hands, from its first round to its record (see
-    ``RunDir.claim_cell``). Its file's mtime is the owner's heartbeat (``touch``)."""
-
-    cell_id: str
-    host: str
-    pid: int
-    create_time: float
-    path: str = ""
-
-    @classmethod
-    def mine(cls, cell_id: str, path: Path) -> CellClaim:
-        pid = os.getpid()
-        return cls(cell_id, socket.gethostname(), pid, psutil.Process(pid).create_time(),
-                   str(path))
-
-    def same_owner(self, other: CellClaim) -> bool:
-        return (self.host, self.pid) == (other.host, other.pid) and abs(
-            self.create_time - other.create_time) < 1.0
-
-    def alive(self) -> bool:
-        """Whether the owner still runs: its process on this host; on another host (not
-        checkable from here) whether it refreshed the claim within ``CLAIM_STALE_S``."""
-        if self.host != socket.gethostname():
-            try:
-                return time.time() - os.stat(self.path).st_mtime < CLAIM_STALE_S
-            except OSError:
-                return False
-        return Claim(self.host, self.pid, self.create_time, 0, 0, []).alive() is True
-
-    def touch(self) -> None:
-        try:
-            os.utime(self.path)
-        except OSError:
-            pass
-
-    def release(self) -> None:
-        """Give the cell up (its record is stored, or this runner stops)."""
-        held = _read_cell_claim(Path(self.path))
-        if held is not None and held.same_owner(self):
-            Path(self.path).unlink(missing_ok=True)
-
-
-def _read_cell_claim(path: Path) -> CellClaim | None:
-    try:
-        d = json.loads(path.read_text())
-        return CellClaim(str(d["cell_id"]), str(d["host"]), int(d["pid"]),
-                         float(d["create_time"]), str(path))
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return None
 
 
 class RunDir:
@@ -200,67 +71,68 @@ class RunDir:
         return self.root / ENV
 
     def ensure(self) -> RunDir:
-        with os_errors_as_usage(f"create results directory {str(self.root)!r}"):
+        """Create the directory, or check an existing one: it, and the folders and files
+        of it the store writes, must be writable, so a bad ``--out`` is refused before
+        anything runs. A directory that cannot be created leaves no parent behind."""
+        where = str(self.root)
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        try:
             self.root.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.root, os.W_OK):
-            raise UsageError(f"results directory {str(self.root)!r} is not writable")
+        except OSError as exc:
+            for p in created:  # deepest first; only the empty parents this call made
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+            raise UsageError(f"cannot create results directory {where!r}: "
+                             f"{exc.strerror or exc}") from None
+        if not self.root.is_dir():
+            raise UsageError(f"results directory {where!r} is a file, not a directory")
+        for name, folder in ((RECORDS, False), (ROUNDS, False), (PLAN, False),
+                             (claims.CLAIMS, True), (claims.RUNNING, True), (ENVS, True)):
+            path = self.root / name
+            if path.exists() and path.is_dir() != folder:
+                raise UsageError(f"{str(path)!r} is {'a file' if folder else 'a directory'}; "
+                                 f"seqbench keeps its {'folder' if folder else 'file'} "
+                                 "there: move it away and rerun")
+        for path in (self.root, *(self.root / n for n in (claims.CLAIMS, claims.RUNNING)
+                                  if (self.root / n).is_dir())):
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise UsageError(f"results directory {str(path)!r} is not writable")
         return self
+
+    def to_run(self, cells: Sequence[Cell], retry_failed: bool = False) -> list[Cell]:
+        """The cells of ``cells`` that need running (``store.records.cells_to_run``)."""
+        return cells_to_run(cells, self.latest_by_cell(), retry_failed)
+
+    def record_counts(self) -> dict[str, int]:
+        """How many records each cell has (a new record of a cell is a new count)."""
+        counts: dict[str, int] = {}
+        for d in self.read_dicts():
+            counts[d["cell_id"]] = counts.get(d["cell_id"], 0) + 1
+        return counts
 
     def append(self, record: Record) -> None:
         """Append one record atomically (one write under flock) and fsync it; this
         process's claim of the cell, if any, ends with it."""
         self._append_line(self.records_path, record.to_json())
-        self._release_if_mine(record.cell_id)
+        claims.release_if_mine(self.root, record.cell_id)
 
-    # ------------------------------------------------------------ cell claims
-
-    def _claim_path(self, cell_id: str) -> Path:
-        return self.root / CLAIMS / f"{hashlib.sha1(cell_id.encode()).hexdigest()[:20]}.json"
+    # ------------------------------------------------------------ who measures what
 
     def claim_cell(self, cell_id: str) -> CellClaim | None:
-        """Take ``cell_id`` for this process, or None while another live runner holds it.
+        """Take ``cell_id`` for this process, or None while another live runner holds it
+        (:func:`harness.store.claims.claim_cell`)."""
+        return claims.claim_cell(self.root, cell_id)
 
-        Runners sharing a directory (two commands by mistake, Slurm jobs by design)
-        measure each cell once: a runner claims a cell before its first round and the
-        claim ends with the cell's record (``append``) or ``CellClaim.release``. A claim
-        whose owner is dead (its process gone on this host; not refreshed for
-        ``CLAIM_STALE_S`` from another host) is taken over. Created with O_EXCL, so two
-        runners never both get a cell."""
-        path = self._claim_path(cell_id)
-        path.parent.mkdir(exist_ok=True)
-        me = CellClaim.mine(cell_id, path)
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                held = _read_cell_claim(path)
-                if held is not None and held.same_owner(me):
-                    return held
-                if held is None:  # being written right now, or damaged
-                    try:
-                        young = time.time() - path.stat().st_mtime < 5.0
-                    except OSError:
-                        continue
-                    if young:
-                        return None
-                elif held.alive():
-                    return None
-                with _locked(path.parent, ".lock"):  # one runner takes a stale claim over
-                    again = _read_cell_claim(path)
-                    if again is None or again == held:
-                        path.unlink(missing_ok=True)
-                continue
-            except OSError as exc:
-                raise StoreWriteError(path, exc) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump({k: v for k, v in asdict(me).items() if k != "path"}, f)
-            return me
-        return None
+    @contextmanager
+    def lease(self, cell_ids: Sequence[str], slots: int, job_id: str = "") -> Iterator[WorkerLease]:
+        """This process's worker lease on ``cell_ids`` for the duration of the block."""
+        with claims.lease(self.root, cell_ids, slots, len(self.read_dicts()), job_id) as me:
+            yield me
 
-    def _release_if_mine(self, cell_id: str) -> None:
-        path = self._claim_path(cell_id)
-        if path.exists():
-            CellClaim.mine(cell_id, path).release()
+    def leases(self) -> list[WorkerLease]:
+        return claims.leases(self.root)
 
     @property
     def rounds_path(self) -> Path:
@@ -398,28 +270,11 @@ class RunDir:
         return {r.cell_id: r for r in self.records()}
 
     def write_env(self, env: dict[str, Any]) -> None:
-        tmp = self.env_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(env, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.env_path)
+        write_json(self.env_path, env)
 
     def env(self) -> dict[str, Any]:
-        """The run's environment; {} with a warning when env.json is damaged (the records
-        stand on their own, so a damaged env.json must not hide them)."""
-        try:
-            text = self.env_path.read_text()
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            warnings.warn(f"{self.env_path}: unreadable ({exc}); ignoring it", stacklevel=2)
-            return {}
-        try:
-            env = json.loads(text)
-        except (ValueError, RecursionError):
-            env = None
-        if not isinstance(env, dict):
-            warnings.warn(f"{self.env_path}: not a JSON object; ignoring it", stacklevel=2)
-            return {}
-        return env
+        """The run's environment; {} with a warning when env.json is damaged."""
+        return read_json_object(self.env_path)
 
     def set_aside(self, path: Path) -> Path:
         """Move a damaged file out of the way (kept for inspection) before rewriting it."""
@@ -434,8 +289,8 @@ class RunDir:
         """Keep the first environment as ``env.json`` (later ones under ``resumed``), and each
         host's latest as ``envs/<host>.json``. Safe when several jobs start at once."""
         (self.root / ENVS).mkdir(exist_ok=True)
-        _write_json(self.root / ENVS / f"{env.get('hostname', 'unknown')}.json", env)
-        with _locked(self.root, ".env.lock"):
+        write_json(self.root / ENVS / f"{env.get('hostname', 'unknown')}.json", env)
+        with locked(self.root, ".env.lock"):
             previous = self.env()
             if not previous and self.env_path.exists():
                 self.set_aside(self.env_path)
@@ -450,7 +305,7 @@ class RunDir:
         before per-host environments); {} with a warning when the file is damaged."""
         path = self.root / ENVS / f"{host}.json"
         if host and path.is_file():
-            env = _read_json_object(path)
+            env = read_json_object(path)
             if env:
                 return env
         return self.env()
@@ -463,20 +318,20 @@ class RunDir:
 
     def write_plan(self, cells: Sequence[Cell], meta: dict[str, Any]) -> None:
         """Add ``cells`` to the directory's plan (earlier cells stay: a resume may ask fewer)."""
-        with _locked(self.root, ".plan.lock"):
+        with locked(self.root, ".plan.lock"):
             old = self.plan()
             if not old and self.plan_path.exists():
                 self.set_aside(self.plan_path)
             by_id = {d["cell_id"]: d for d in old.get("cells", [])}
             for c in cells:
                 by_id.setdefault(c.cell_id, {"cell_id": c.cell_id, **c.key_dict()})
-            _write_json(self.plan_path, {**old, **meta, "cells": list(by_id.values())})
+            write_json(self.plan_path, {**old, **meta, "cells": list(by_id.values())})
 
     def plan(self) -> dict[str, Any]:
         """The plan, or {} (with a warning) when plan.json is missing or damaged; cell entries
         that are not ``{"cell_id": str, ...}`` objects are dropped."""
         path = self.plan_path
-        plan = _read_json_object(path)
+        plan = read_json_object(path)
         if not plan:
             return {}
         cells = plan.get("cells", [])
@@ -486,36 +341,6 @@ class RunDir:
             warnings.warn(f"{path}: skipping malformed cell entries", stacklevel=2)
         plan["cells"] = good
         return plan
-
-    # ------------------------------------------------------------ live workers
-
-    @contextmanager
-    def claim(self, cell_ids: Sequence[str], slots: int, job_id: str = "") -> Iterator[Claim]:
-        """Mark ``cell_ids`` as in this process's hands for the duration of the block."""
-        pid = os.getpid()
-        c = Claim(host=socket.gethostname(), pid=pid,
-                  create_time=psutil.Process(pid).create_time(), slots=slots,
-                  records_before=len(self.read_dicts()), cells=list(cell_ids), job_id=job_id,
-                  started=time.time())
-        folder = self.root / RUNNING
-        folder.mkdir(exist_ok=True)
-        name = f"job-{job_id}" if job_id else f"{c.host}-{pid}"
-        path = folder / f"{name}.json"
-        _write_json(path, asdict(c))
-        try:
-            yield c
-        finally:
-            path.unlink(missing_ok=True)
-
-    def claims(self) -> list[Claim]:
-        folder = self.root / RUNNING
-        out = []
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            try:
-                out.append(Claim(**json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError):
-                continue  # being replaced right now, or not ours
-        return out
 
     # ------------------------------------------------------------ profiles
 

@@ -3,8 +3,8 @@
 Counts each planned cell once, by its latest record: *done* (ok or skipped), *failed*
 (error, oom, timeout), *running* (being measured by a live worker right now), *pending*
 (no record yet: queued in a live worker, in a Slurm job, or waiting for a resume). The
-planned cells come from ``DIR/plan.json``, the live workers from ``DIR/running/`` (see
-``harness.store.rundir``) and the Slurm jobs from the caller, who read the queue
+planned cells come from ``DIR/plan.json``, the live workers from their leases in ``DIR/running/``
+(see ``harness.store.claims``) and the Slurm jobs from the caller, who read the queue
 (:func:`harness.run.launchers.slurm.active_jobs`).
 """
 
@@ -28,9 +28,9 @@ class SweepStatus:
     running: int = 0
     queued: int = 0  # pending cells a live worker will run
     pending: int = 0  # includes queued
-    workers: int = 0  # live claims (this host) or unverifiable ones (other hosts)
-    unverified_workers: int = 0  # claims from other hosts: liveness unknown
-    stale_workers: int = 0  # claims whose process is gone (killed): ignored
+    workers: int = 0  # live leases (this host) or unverifiable ones (other hosts)
+    unverified_workers: int = 0  # leases from other hosts: liveness unknown
+    stale_workers: int = 0  # leases whose process is gone (killed): ignored
     slurm_jobs: dict[str, int] = field(default_factory=dict)  # active jobs by queue state
     slurm_queued: int = 0  # pending cells of active Slurm jobs, not yet in a worker
 
@@ -72,18 +72,18 @@ def sweep_status(root: str | Path, slurm_jobs: Sequence[QueuedJob] = ()) -> Swee
     st = SweepStatus(root=str(root), total=len(cells), planned=bool(plan))
 
     in_workers: set[str] = set()
-    for claim in run.claims():
-        alive = claim.alive()
+    for lease in run.leases():
+        alive = lease.owner.alive()
         if alive is False:
             st.stale_workers += 1
             continue
         st.workers += 1
         st.unverified_workers += alive is None
-        unfinished = [c for c in claim.cells
-                      if c not in latest or latest[c][0] < claim.records_before]
+        unfinished = [c for c in lease.cells
+                      if c not in latest or latest[c][0] < lease.records_before]
         unfinished = [c for c in unfinished if c not in in_workers]
         in_workers.update(unfinished)
-        running = min(claim.slots, len(unfinished))
+        running = min(lease.slots, len(unfinished))
         st.running += running
         st.queued += len(unfinished) - running
     in_slurm: set[str] = set()
@@ -115,7 +115,7 @@ def format_status(st: SweepStatus) -> str:
     if st.unverified_workers:
         workers += f", {st.unverified_workers} on other hosts (not verifiable from here)"
     if st.stale_workers:
-        workers += f"; {st.stale_workers} stale claim(s) of killed workers ignored"
+        workers += f"; {st.stale_workers} stale lease(s) of killed workers ignored"
     lines = [
         head,
         f"  done    {st.done:6d}  (ok {b.get('ok', 0)}, skipped {b.get('skipped', 0)})",

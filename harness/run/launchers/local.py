@@ -102,7 +102,7 @@ def run_local(
     """Run the cells that need it on ``slots``; returns the records of ``cells``."""
     store.ensure()
     todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
-    with store.claim([c.cell_id for c in todo], slots=len(slots), job_id=job_id):
+    with store.lease([c.cell_id for c in todo], slots=len(slots), job_id=job_id):
         return run_cells(cells, settings, store, slots=slots, threads=threads,
                          retry_failed=retry_failed, on_record=on_record, run_id=run_id,
                          on_round=on_round)
