@@ -5,64 +5,104 @@ resumes, claims taken over from dead runners.
 
 Invariants: a record is never written twice for a cell and every cell ends with one; the
 runners never deadlock (draining the live ones always finishes); the skip rule holds
-within a series; a cell's rounds come in order, and a resumed cell continues from its
-next round; a slot runs one cell at a time.
+within a series; a cell's rounds are added in order (to a ``rounds.Pool``, as the runner
+adds them), and a resumed cell continues from its next round; a slot runs one cell at a
+time.
+
+The same machine drives the old runner's rules (``tests/old_rules.py``, commit a115e68)
+and must find both bugs of issue 22 there: the ``--workers 2`` crash and the deadlock of
+two runners on one directory. ``pytest -s`` prints how many cases and steps the machine
+ran on the new plan, and the shrunk failing case of each old bug.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
+from harness.run.rounds import Pool
 from harness.run.schedule import FAILURES_THAT_SKIP, Schedule, Skip, Stalled, Start, group_key
 from harness.store.records import Cell
+from tests.old_rules import OldRules
 
 OUTCOMES = ["ok", "ok", "ok", "error", "oom", "timeout", "nonfinite"]
 
 
 @dataclass
 class Runner:
-    sched: Schedule
+    sched: Schedule | OldRules
     cells: list[Cell]
     alive: bool = True
-    running: dict[str, tuple[Cell, int, str]] = field(default_factory=dict)  # -> round, slot
+    running: list[tuple[Cell, int, str]] = field(default_factory=list)  # rounds sent: round, slot
 
 
 class SharedRun(RuleBasedStateMachine):
-    @initialize(n_slots=st.integers(1, 3), gpu=st.booleans(), rounds=st.integers(1, 5),
-                data=st.data())
-    def setup(self, n_slots, gpu, rounds, data):
-        device = "cuda" if gpu else "cpu"
-        self.slots = [f"cuda:{i}" for i in range(n_slots)] if gpu else ["cpu"] * n_slots
-        self.rounds = rounds
+    """Runners of ``PLAN`` on one directory. ``SLOTS``, ``RUNNERS``: fixed instead of
+    drawn; ``SAME_CELLS``: every runner is given every cell (one sweep started twice);
+    ``KILLS``: runners may be killed and new ones started (resumes, take-overs)."""
+
+    PLAN: type = Schedule
+    SLOTS: list[str] | None = None
+    RUNNERS: int | None = None
+    SAME_CELLS = False
+    KILLS = True
+    examples = 0  # counted over a test run (teardown), with the rule steps taken
+    steps = 0
+
+    @initialize(data=st.data())
+    def setup(self, data):
+        if self.SLOTS is None:
+            n = data.draw(st.integers(1, 3), label="n_slots")
+            gpu = data.draw(st.booleans(), label="gpu")
+            self.slots = [f"cuda:{i}" for i in range(n)] if gpu else ["cpu"] * n
+        else:
+            self.slots = list(self.SLOTS)
+        device = "cuda" if self.slots[0].startswith("cuda") else "cpu"
+        self.rounds = data.draw(st.integers(1, 5), label="rounds")
         self.cells = [Cell.make(arch=a, workload="forward", seq_len=n, batch=1, device=device)
                       for a in ("a", "b") for n in (8, 16, 32)]
         self.records: dict[str, list[str]] = {}  # cell id -> statuses written
-        self.rounds_stored: dict[str, int] = {}
+        self.pools: dict[str, Pool] = {}  # cell id -> its stored rounds (rounds.jsonl)
         self.claims: dict[str, int] = {}  # cell id -> runner index
         self.runners: list[Runner] = []
-        for _ in range(data.draw(st.integers(1, 3), label="runners")):
+        for _ in range(self.RUNNERS or data.draw(st.integers(1, 3), label="runners")):
             self._new_runner(data)
 
     # --- the model's store and claims ---------------------------------------------
+    def _stored(self, cid: str) -> int:
+        return self.pools[cid].rounds_done if cid in self.pools else 0
+
     def _subset(self, data) -> list[Cell]:
+        if self.SAME_CELLS:
+            return list(self.cells)
         picked = data.draw(st.lists(st.sampled_from(self.cells), min_size=1, unique=True),
                            label="cells")
         return sorted(picked, key=lambda c: self.cells.index(c))
 
-    def _new_runner(self, data) -> None:
-        cells = self._subset(data)
+    def _plan(self, cells: list[Cell]) -> Schedule | OldRules:
+        """A runner's plan over ``cells`` as run_cells makes it: the cells without a
+        record, the store's records, the rounds stored of the others."""
         todo = [c for c in cells if c.cell_id not in self.records]
         known = {c.cell_id: (c, self.records[c.cell_id][-1]) for c in self.cells
                  if c.cell_id in self.records}
-        resumed = {c.cell_id: self.rounds_stored[c.cell_id] for c in todo
-                   if self.rounds_stored.get(c.cell_id)}
-        sched = Schedule(todo, self.slots, self.rounds, seed=1, known=known, resumed=resumed)
-        self.runners.append(Runner(sched, cells))
+        resumed = {c.cell_id: self._stored(c.cell_id) for c in todo if self._stored(c.cell_id)}
+        return self.PLAN(todo, self.slots, self.rounds, seed=1, known=known, resumed=resumed)
+
+    def _new_runner(self, data) -> None:
+        cells = self._subset(data)
+        self.runners.append(Runner(self._plan(cells), cells))
 
     def _claim(self, i: int, cell: Cell) -> bool:
         owner = self.claims.get(cell.cell_id)
@@ -110,25 +150,27 @@ class SharedRun(RuleBasedStateMachine):
                 if fresh and not self._claim(i, a.cell):
                     r.sched.held_elsewhere(a.cell)
                     continue
-                stored = self.rounds_stored.get(a.cell.cell_id, 0)
+                stored = self._stored(a.cell.cell_id)
                 if fresh and not r.sched.claimed(a.cell, stored):
                     continue  # a dead runner had stored rounds of it: planned again
-                assert a.round == self.rounds_stored.get(a.cell.cell_id, 0), "round order"
+                assert a.round == stored, "round order"
                 if a.round == 0:
                     for c in self._shorter(a.cell):
                         status = self.records.get(c.cell_id, [""])[-1]
                         assert status not in FAILURES_THAT_SKIP, "skip rule broken"
-                busy = [s for _, _, s in r.running.values()]
+                busy = [s for _, _, s in r.running]
                 assert busy.count(a.slot) < self.slots.count(a.slot), "slot double-booked"
-                r.running[a.cell.cell_id] = (a.cell, a.round, a.slot)
-                progressed = True
+                r.running.append((a.cell, a.round, a.slot))
         return progressed
 
-    def finish(self, i: int, cid: str, outcome: str) -> None:
+    def finish(self, i: int, k: int, outcome: str) -> None:
+        """The ``k``-th round runner ``i`` sent ends with ``outcome``."""
         r = self.runners[i]
-        cell, rnd, _ = r.running.pop(cid)
+        cell, rnd, _ = r.running.pop(k)
         if outcome == "ok":
-            self.rounds_stored[cid] = rnd + 1
+            # the runner adds each finished round to the cell's pool (CellRounds.add),
+            # which raises when rounds come out of order
+            self.pools.setdefault(cell.cell_id, Pool()).add(rnd, [1.0])
             if r.sched.round_done(cell, rnd):
                 self._write(i, cell, "ok")
                 r.sched.ended(cell, "ok")
@@ -139,67 +181,73 @@ class SharedRun(RuleBasedStateMachine):
     def poll(self, i: int) -> bool:
         r = self.runners[i]
         progressed = False
-        for cid, state in r.sched.state.items():
+        for cid, state in list(r.sched.state.items()):
             if not state.elsewhere:
                 continue
             if cid in self.records:
                 r.sched.stored(state.cell, self.records[cid][-1])
                 progressed = True
             elif self._claim(i, state.cell):  # its owner died
-                r.sched.claimed(state.cell, self.rounds_stored.get(cid, 0))
+                r.sched.claimed(state.cell, self._stored(cid))
                 progressed = True
         return progressed
 
     def _alive(self) -> list[int]:
         return [i for i, r in enumerate(self.runners) if r.alive]
 
+    def _count(self) -> None:
+        type(self).steps += 1
+
     @rule(data=st.data())
     def step(self, data):
+        self._count()
         alive = self._alive()
         if alive:
             self.act(data.draw(st.sampled_from(alive), label="runner"))
 
     @rule(data=st.data())
     def round_ends(self, data):
-        busy = [(i, cid) for i in self._alive() for cid in self.runners[i].running]
+        self._count()
+        busy = [(i, k) for i in self._alive() for k in range(len(self.runners[i].running))]
         if busy:
-            i, cid = data.draw(st.sampled_from(busy), label="cell")
-            self.finish(i, cid, data.draw(st.sampled_from(OUTCOMES), label="outcome"))
+            i, k = data.draw(st.sampled_from(busy), label="round")
+            self.finish(i, k, data.draw(st.sampled_from(OUTCOMES), label="outcome"))
 
     @rule(data=st.data())
     def look_around(self, data):
+        self._count()
         alive = self._alive()
         if alive:
             self.poll(data.draw(st.sampled_from(alive), label="runner"))
 
+    @precondition(lambda self: self.KILLS)
     @rule(data=st.data())
     def kill(self, data):
+        self._count()
         alive = self._alive()
         if alive:
             self.runners[data.draw(st.sampled_from(alive), label="victim")].alive = False
 
+    @precondition(lambda self: self.KILLS)
     @rule(data=st.data())
     def resume(self, data):
+        self._count()
         if len(self.runners) < 6:
             self._new_runner(data)
 
     @invariant()
     def rounds_never_pass_the_plan(self):
         if hasattr(self, "rounds"):
-            assert all(k <= self.rounds for k in self.rounds_stored.values())
+            assert all(p.rounds_done <= self.rounds for p in self.pools.values())
 
     def teardown(self):
         """Drain: the live runners (or one fresh runner over every cell, when none is
         left) finish every cell, each recorded once, with no deadlock."""
         if not hasattr(self, "runners"):
             return
+        type(self).examples += 1
         if not self._alive():
-            self.runners.append(Runner(Schedule(
-                [c for c in self.cells if c.cell_id not in self.records], self.slots,
-                self.rounds, seed=1, known={c.cell_id: (c, self.records[c.cell_id][-1])
-                                            for c in self.cells if c.cell_id in self.records},
-                resumed={c.cell_id: k for c in self.cells if c.cell_id not in self.records
-                         for k in [self.rounds_stored.get(c.cell_id, 0)] if k}), self.cells))
+            self.runners.append(Runner(self._plan(self.cells), self.cells))
         for _ in range(10_000):
             alive = [i for i in self._alive() if not self.runners[i].sched.done]
             if not alive:
@@ -207,8 +255,8 @@ class SharedRun(RuleBasedStateMachine):
             moved = False
             for i in alive:
                 moved |= self.act(i) | self.poll(i)
-                for cid in list(self.runners[i].running):
-                    self.finish(i, cid, "ok")
+                while self.runners[i].running:
+                    self.finish(i, 0, "ok")
                     moved = True
             stuck = [self.runners[i].sched.left() for i in alive if not self.runners[i].sched.done]
             assert moved or not stuck, f"deadlock: {stuck}"
@@ -218,10 +266,62 @@ class SharedRun(RuleBasedStateMachine):
         assert wanted <= set(self.records), wanted - set(self.records)
 
 
-SharedRun.TestCase.settings = settings(max_examples=300, stateful_step_count=40,
-                                       deadline=None,
-                                       suppress_health_check=[HealthCheck.too_slow])
-test_shared_run = SharedRun.TestCase
+def shared_run(plan: type, *, slots: list[str] | None = None, runners: int | None = None,
+               same_cells: bool = False, kills: bool = True) -> type[SharedRun]:
+    """The machine over ``plan`` (``Schedule`` or ``OldRules``), with fresh counters."""
+    return type(f"SharedRun{plan.__name__}", (SharedRun,), dict(
+        PLAN=plan, SLOTS=slots, RUNNERS=runners, SAME_CELLS=same_cells, KILLS=kills,
+        examples=0, steps=0))
+
+
+EXPLORE = settings(max_examples=300, stateful_step_count=40, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_the_new_plan_passes_the_state_machine(record_property):
+    machine = shared_run(Schedule)
+    t0 = time.perf_counter()
+    run_state_machine_as_test(machine, settings=EXPLORE)
+    took = time.perf_counter() - t0
+    print(f"\nstate machine on Schedule: {machine.examples} cases, {machine.steps} steps "
+          f"(+ drains) in {took:.1f} s")
+    record_property("schedule_cases", machine.examples)
+    record_property("schedule_steps", machine.steps)
+    assert machine.examples >= EXPLORE.max_examples
+
+
+# The two bugs of issue 22, each in the setting that showed it: ``--workers 2`` (one runner,
+# two slots named ``cpu``) and one sweep started twice on one directory. Kills and resumes
+# are left out: neither bug needs them (both show in a drain with no step before it). A
+# fixed search (derandomize, no database): the same cases on every run, in a few seconds.
+BUGS = {
+    "workers-2": (dict(slots=["cpu", "cpu"], runners=1, kills=False),
+                  ValueError, r"round \d+ added after \d+ rounds"),
+    "two-runners": (dict(runners=2, same_cells=True, kills=False),
+                    AssertionError, "deadlock"),
+}
+SEARCH = settings(max_examples=200, stateful_step_count=10, deadline=None,
+                  derandomize=True, database=None, report_multiple_bugs=False,
+                  phases=[Phase.generate, Phase.shrink],
+                  suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("bug", BUGS)
+def test_the_state_machine_finds_the_old_runners_bugs(bug):
+    setup, error, message = BUGS[bug]
+    machine = shared_run(OldRules, **setup)
+    with pytest.raises(error, match=message) as found:
+        run_state_machine_as_test(machine, settings=SEARCH)
+    print(f"\n{bug}: {found.value!r} (search and shrink: {machine.examples} cases)\n"
+          + "\n".join(getattr(found.value, "__notes__", [])))
+
+
+@pytest.mark.parametrize("bug", BUGS)
+def test_the_new_plan_passes_where_the_old_rules_fail(bug):
+    setup, _, _ = BUGS[bug]
+    machine = shared_run(Schedule, **setup)
+    run_state_machine_as_test(machine, settings=settings(SEARCH, max_examples=60))
+    assert machine.examples >= 60
 
 
 def test_two_cpu_slots_share_later_rounds_without_running_a_cell_twice():
