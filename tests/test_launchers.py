@@ -87,7 +87,13 @@ def test_slurm_path_runs_sweep_and_records_the_failing_cell(tmp_path, cluster):
     assert sorted(len(j["cells"]) for j in jobs) == ([6] if cluster == "local" else [3, 3])
     assert all(d["host"] == socket.gethostname() for d in lines)
     assert (tmp_path / "run" / "envs" / f"{socket.gethostname()}.json").exists()
-    assert not list((tmp_path / "run" / "running").glob("*.json"))  # claims released
+    assert not list((tmp_path / "run" / "running").glob("*.json"))  # leases released
+    # a job writes the environment a local run writes: same keys, the suite described
+    execute(plan(write_suite(tmp_path, FAILING_SUITE), device="cpu", out=tmp_path / "loc"))
+    slurm_env, local_env = (RunDir(tmp_path / d).env() for d in ("run", "loc"))
+    assert set(slurm_env) - {"resumed"} == set(local_env) - {"resumed"}
+    assert slurm_env["suite"]["cells"] == 6 and set(slurm_env["adapters"]) == {
+        "test-ok", "test-raise"}
     st = sweep_status(tmp_path / "run")
     assert (st.total, st.done, st.failed, st.running, st.pending) == (6, 4, 2, 0, 0)
     # resuming submits nothing; --retry-failed submits exactly the two error cells

@@ -10,7 +10,7 @@ from typing import Any
 from harness.cli.args import csv_list, parse_set
 from harness.errors import Terminated, UsageError, terminate_as_interrupt
 from harness.store.records import Cell, Record
-from harness.store.rundir import StoreWriteError
+from harness.store.rundir import RunDir, StoreWriteError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.report.summary import print_summary
     from harness.run import sweep
     from harness.run.devices import parse_devices
+    from harness.run.launchers import make_launcher
 
     settings = _settings(args)
     if args.plugin:  # plugins may register the adapters named on the command line
@@ -97,7 +98,9 @@ def main(args: argparse.Namespace) -> int:
         compile=args.compile, overrides=parse_set(args.set), settings=settings, out=args.out,
         baseline=args.baseline,
     )
-    devices = parse_devices(args.devices)
+    launcher = make_launcher(args.launcher, p.device, workers=args.workers,
+                             devices=parse_devices(args.devices), config=args.launcher_config)
+    RunDir(p.out).ensure()  # a bad --out is one line before the banner, and leaves nothing
     console = Console(stderr=True)
     console.print(f"[bold]seqbench[/] suite {p.suite.name!r}: {len(p.cells)} cells on "
                   f"{p.device} → {p.out}")
@@ -120,10 +123,8 @@ def main(args: argparse.Namespace) -> int:
 
         try:
             with terminate_as_interrupt():
-                records = sweep.execute(
-                    p, workers=args.workers, devices=devices, retry_failed=args.retry_failed,
-                    on_record=on_record, launcher=args.launcher,
-                    launcher_config=args.launcher_config, on_round=on_round)
+                records = sweep.execute(p, launcher=launcher, retry_failed=args.retry_failed,
+                                        on_record=on_record, on_round=on_round)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: cells were killed, none lost
             progress.stop()
             print(f"{_stopped(exc)}: {_saved(p)}; run the same command again to resume "
@@ -152,8 +153,6 @@ def _stopped(exc: BaseException) -> str:
 
 def _saved(p: Any) -> str:
     """``N of M cells saved in DIR/records.jsonl``, counted from the store itself."""
-    from harness.store.rundir import RunDir
-
     ids = {c.cell_id for c in p.cells}
     try:
         with warnings.catch_warnings():

@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import architectures
-from architectures.optional import kernel_status
 from harness.errors import UsageError, choice
 from harness.run.devices import resolve_device
-from harness.run.launchers import validate_launcher
-from harness.run.launchers.local import cap_workers, run_local, worker_slots
-from harness.run.launchers.slurm import SlurmConfig, run_slurm
+from harness.run.launchers import Batch, Launcher, make_launcher
+from harness.run.launchers.local import worker_slots
+from harness.run.launchers.slurm import SlurmConfig
 from harness.run.plugins import load_plugins, resolved
 from harness.run.settings import RunSettings
 from harness.run.suites import Suite, load_suite
-from harness.store import env as env_mod
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
 
@@ -50,6 +48,13 @@ class Plan:
         meta = {"suite": self.suite.name, "source": self.suite.source, "device": self.device,
                 "baseline": self.baseline, "report": self.suite.report}
         return {k: v for k, v in meta.items() if v not in (None, {})}  # resumes keep them
+
+    def about(self) -> dict[str, Any]:
+        """The run as each machine's env.json describes it."""
+        archs = sorted({c.arch for c in self.cells})
+        return {"suite": {"name": self.suite.name, "source": self.suite.source,
+                          "settings": self.settings.__dict__, "cells": len(self.cells)},
+                "adapters": {a: architectures.info(a).to_dict() for a in archs}}
 
 
 def plan(
@@ -106,7 +111,7 @@ def execute(
     devices: list[str] | None = None,
     retry_failed: bool = False,
     on_record: Callable[[Record], None] | None = None,
-    launcher: str = "local",
+    launcher: str | Launcher = "local",
     launcher_config: str | os.PathLike[str] | SlurmConfig | None = None,
     on_round: Callable[[Cell, int, int], None] | None = None,
 ) -> list[Record]:
@@ -114,39 +119,21 @@ def execute(
 
     ``launcher="local"`` runs on this machine (``workers`` CPU slots or one per entry of
     ``devices``); ``"slurm"`` submits jobs through submitit as ``launcher_config`` (a TOML
-    path or a ``SlurmConfig``) says. Returns the records of the plan's cells.
-    ``on_round(cell, round, rounds)`` reports each finished round (local launcher).
+    path or a ``SlurmConfig``) says; or a ``Launcher`` made already (``make_launcher``).
+    Returns the records of the plan's cells. ``on_round(cell, round, rounds)`` reports
+    each finished round (local launcher).
     """
-    validate_launcher(launcher)
     # everything is validated before anything is written (plan.json, env.json, records)
-    if launcher == "slurm":
-        cfg = (launcher_config if isinstance(launcher_config, SlurmConfig)
-               else SlurmConfig.load(launcher_config))
-    elif launcher_config is not None:
-        raise UsageError("--launcher-config applies to --launcher slurm only")
-    else:
-        slots, threads = worker_slots(p.device, workers, devices)
+    if not isinstance(launcher, Launcher):
+        launcher = make_launcher(launcher, p.device, workers=workers, devices=devices,
+                                 config=launcher_config)
     store = RunDir(p.out).ensure()
-    if launcher == "local":
-        slots, threads = cap_workers(slots, threads, p.cells, store, retry_failed)
     plugins = [x for x in store.plan().get("plugins", []) if isinstance(x, str)]
     plugins += [x for x in resolved(p.settings.plugins) if x not in plugins]
     store.write_plan(p.cells, {**p.meta(), "plugins": plugins})  # plugins: for profile --from
-    if launcher == "slurm":
-        return run_slurm(p.cells, p.settings, store, device=p.device, config=cfg,
-                         retry_failed=retry_failed, on_record=on_record, run_id=p.out.name)
-    env = env_mod.capture(slots[0])
-    env["suite"] = {"name": p.suite.name, "source": p.suite.source,
-                    "settings": p.settings.__dict__, "cells": len(p.cells)}
-    archs = sorted({c.arch for c in p.cells})
-    env["adapters"] = {a: architectures.info(a).to_dict() for a in archs}
-    env["float32_policy"] = p.settings.precision  # set explicitly in every cell process
-    env["kernels"] = kernel_status()  # fused kernels importable here (each record: kernel_path)
-    store.note_env(env)
-    return run_local(
-        p.cells, p.settings, store, slots=slots, threads=threads,
-        retry_failed=retry_failed, on_record=on_record, run_id=p.out.name, on_round=on_round,
-    )
+    batch = Batch(p.cells, p.settings, store, run_id=p.out.name, retry_failed=retry_failed,
+                  about=p.about())
+    return launcher.launch(batch, on_record=on_record, on_round=on_round)
 
 
 def run(suite: str = "bench", *, workers: int = 1, devices: list[str] | None = None,

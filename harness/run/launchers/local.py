@@ -1,23 +1,23 @@
 """The local launcher: this machine's CPU cores or GPUs as a pool of worker slots.
 
-A thin, named layer over ``harness.run.runner.run_cells`` (which does the scheduling and
-per-cell isolation): it turns ``--workers`` / ``--devices`` into slots and marks the
-cells it owns as running for ``harness status``.
+A thin layer over ``harness.run.runner.run_cells`` (which does the scheduling and
+per-cell isolation): it turns ``--workers`` / ``--devices`` into slots, writes this
+machine's environment, and holds a worker lease on its cells for ``harness status``.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from harness.errors import UsageError
 from harness.run.devices import index_of, parse_devices
-from harness.run.launchers import cells_to_run
+from harness.run.launchers.base import Batch, Launcher, OnRecord, OnRound, environment
 from harness.run.runner import run_cells
-from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
 
@@ -76,7 +76,7 @@ def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: Ru
                 retry_failed: bool) -> tuple[list[str], int]:
     """No more slots than cells to run: a phantom worker would still divide the memory cap
     and the cores. Says so when it caps."""
-    todo = len(cells_to_run(cells, store.latest_by_cell(), retry_failed))
+    todo = len(store.to_run(cells, retry_failed))
     if len(slots) <= max(1, todo):
         return slots, threads
     keep = max(1, todo)
@@ -86,23 +86,29 @@ def cap_workers(slots: list[str], threads: int, cells: Sequence[Cell], store: Ru
     return slots[:keep], _threads(keep) if cpu else threads
 
 
-def run_local(
-    cells: Sequence[Cell],
-    settings: RunSettings,
-    store: RunDir,
-    *,
-    slots: Sequence[str],
-    threads: int = 0,
-    retry_failed: bool = False,
-    on_record: Callable[[Record], None] | None = None,
-    run_id: str = "",
-    job_id: str = "",
-    on_round: Callable[[Cell, int, int], None] | None = None,
-) -> list[Record]:
-    """Run the cells that need it on ``slots``; returns the records of ``cells``."""
-    store.ensure()
-    todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
-    with store.lease([c.cell_id for c in todo], slots=len(slots), job_id=job_id):
-        return run_cells(cells, settings, store, slots=slots, threads=threads,
-                         retry_failed=retry_failed, on_record=on_record, run_id=run_id,
-                         on_round=on_round)
+@dataclass
+class LocalLauncher(Launcher):
+    """Cells on this machine's ``slots`` (see :func:`worker_slots`), ``threads`` torch
+    threads per cell process (0: torch's default). ``job_id``: the Slurm job it runs in."""
+
+    slots: list[str]
+    threads: int = 0
+    job_id: str = ""
+    name = "local"
+
+    @classmethod
+    def for_device(cls, device: str, workers: int = 1,
+                   devices: list[str] | None = None) -> LocalLauncher:
+        return cls(*worker_slots(device, workers, devices))
+
+    def launch(self, batch: Batch, *, on_record: OnRecord | None = None,
+               on_round: OnRound | None = None) -> list[Record]:
+        store = batch.store.ensure()
+        slots, threads = cap_workers(self.slots, self.threads, batch.cells, store,
+                                     batch.retry_failed)
+        store.note_env(environment(slots[0], batch))
+        todo = store.to_run(batch.cells, batch.retry_failed)
+        with store.lease([c.cell_id for c in todo], slots=len(slots), job_id=self.job_id):
+            return run_cells(batch.cells, batch.settings, store, slots=slots, threads=threads,
+                             retry_failed=batch.retry_failed, on_record=on_record,
+                             run_id=batch.run_id, on_round=on_round)

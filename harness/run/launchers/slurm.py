@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import Terminated, UsageError, os_errors_as_usage, terminate_as_interrupt
-from harness.run.launchers import cells_to_run
+from harness.run.launchers.base import Batch, Launcher, OnRecord, OnRound
 from harness.run.schedule import group_key
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
@@ -146,11 +146,11 @@ class CellJob:
     retry_failed: bool
     run_id: str
     seen: dict[str, int] = field(default_factory=dict)  # cell_id → records at submission
+    about: dict[str, Any] = field(default_factory=dict)  # the run, for env.json
 
     def __call__(self) -> dict[str, int]:
-        from harness.run.launchers.local import run_local, worker_slots
+        from harness.run.launchers.local import LocalLauncher, worker_slots
         from harness.run.plugins import load_plugins
-        from harness.store import env as env_mod
 
         settings = RunSettings(**self.settings)
         load_plugins(settings.plugins)
@@ -168,12 +168,11 @@ class CellJob:
             slots, threads = [f"cuda:{i}" for i in range(n)], 0
         else:
             slots, threads = worker_slots("cpu", self.workers, None)
-        store.note_env(env_mod.capture(slots[0]))
+        batch = Batch([Cell.make(**d) for d in left], settings, store, run_id=self.run_id,
+                      retry_failed=self.retry_failed, about=self.about)
         try:  # scancel and scontrol requeue send SIGTERM to every process of the job
             with terminate_as_interrupt():
-                recs = run_local([Cell.make(**d) for d in left], settings, store, slots=slots,
-                                 threads=threads, retry_failed=self.retry_failed,
-                                 run_id=self.run_id, job_id=_job_id())
+                recs = LocalLauncher(slots, threads, job_id=_job_id()).launch(batch)
         except Terminated:
             print("seqbench: job stopped by SIGTERM (cancelled, requeued or preempted); "
                   "its unfinished cells have no record", file=sys.stderr, flush=True)
@@ -185,7 +184,7 @@ class CellJob:
 
     def remaining(self) -> list[dict[str, Any]]:
         """Cells with no record newer than this job's submission."""
-        counts = _record_counts(RunDir(self.out))
+        counts = RunDir(self.out).record_counts()
         return [d for d in self.cells
                 if counts.get(_cell_id(d), 0) <= self.seen.get(_cell_id(d), 0)]
 
@@ -201,14 +200,6 @@ class CellJob:
 
 def _cell_id(d: dict[str, Any]) -> str:
     return Cell.make(**d).cell_id
-
-
-def _record_counts(store: RunDir) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for d in store.read_dicts():
-        cid = d.get("cell_id", "")
-        counts[cid] = counts.get(cid, 0) + 1
-    return counts
 
 
 def _job_id() -> str:
@@ -255,65 +246,69 @@ def _executor(cfg: SlurmConfig, folder: Path, device: str):
     return ex
 
 
-def run_slurm(
-    cells: Sequence[Cell],
-    settings: RunSettings,
-    store: RunDir,
-    *,
-    device: str,
-    config: SlurmConfig,
-    retry_failed: bool = False,
-    on_record: Callable[[Record], None] | None = None,
-    run_id: str = "",
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-) -> list[Record]:
-    """Submit the cells that need it as jobs; with ``config.wait``, wait for them.
+@dataclass
+class SlurmLauncher(Launcher):
+    """Cells as Slurm jobs (see the module docstring); ``device`` is ``cpu`` or ``cuda``
+    (each job runs on the GPUs Slurm gives it)."""
 
-    Returns the stored records of ``cells`` (those that have one when it returns).
-    """
-    if device.startswith("cuda:"):
-        raise UsageError(f"--device {device} names one GPU of this machine; with --launcher "
-                         "slurm use --device cuda (each job runs on the GPUs Slurm gives it)")
-    if device.startswith("cuda") and config.gpus_per_job < 1:
-        raise UsageError("launcher config: gpus_per_job must be >= 1 for --device cuda")
-    store.ensure()
-    todo = cells_to_run(cells, store.latest_by_cell(), retry_failed)
-    if not todo:
-        log("every cell already has a record; nothing to submit")
-        return _records_of(cells, store)
-    counts = _record_counts(store)
-    folder = store.root / "slurm"
-    folder.mkdir(exist_ok=True)
-    ex = _executor(config, folder, device)
-    jobs_cells = make_jobs(todo, config.cells_per_job)
-    fns = [CellJob(out=str(store.root.resolve()), cells=[c.key_dict() for c in chunk],
-                   settings=asdict(settings), device=device, workers=config.workers_per_job,
-                   retry_failed=retry_failed, run_id=run_id,
-                   seen={c.cell_id: counts.get(c.cell_id, 0) for c in chunk})
-           for chunk in jobs_cells]
-    try:
-        jobs = ex.submit_array(fns)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise UsageError(f"job submission failed: {exc}") from None
-    with open(folder / JOBS, "a") as f:
+    config: SlurmConfig
+    device: str
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr),
+                                       repr=False)
+    name = "slurm"
+
+    def __post_init__(self) -> None:
+        if self.device.startswith("cuda:"):
+            raise UsageError(f"--device {self.device} names one GPU of this machine; with "
+                             "--launcher slurm use --device cuda (each job runs on the GPUs "
+                             "Slurm gives it)")
+        if self.device.startswith("cuda") and self.config.gpus_per_job < 1:
+            raise UsageError("launcher config: gpus_per_job must be >= 1 for --device cuda")
+
+    def launch(self, batch: Batch, *, on_record: OnRecord | None = None,
+               on_round: OnRound | None = None) -> list[Record]:
+        """Submit the cells that need it as jobs; with ``config.wait``, wait for them,
+        passing each new record to ``on_record`` (rounds run on the nodes: no
+        ``on_round``). Returns the records the store has of the batch's cells then."""
+        config, store = self.config, batch.store.ensure()
+        todo = store.to_run(batch.cells, batch.retry_failed)
+        if not todo:
+            self.log("every cell already has a record; nothing to submit")
+            return batch.records()
+        counts = store.record_counts()
+        folder = store.root / "slurm"
+        folder.mkdir(exist_ok=True)
+        ex = _executor(config, folder, self.device)
+        jobs_cells = make_jobs(todo, config.cells_per_job)
+        fns = [CellJob(out=str(store.root.resolve()), cells=[c.key_dict() for c in chunk],
+                       settings=asdict(batch.settings), device=self.device,
+                       workers=config.workers_per_job, retry_failed=batch.retry_failed,
+                       run_id=batch.run_id, about=batch.about,
+                       seen={c.cell_id: counts.get(c.cell_id, 0) for c in chunk})
+               for chunk in jobs_cells]
+        try:
+            jobs = ex.submit_array(fns)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise UsageError(f"job submission failed: {exc}") from None
+        with open(folder / JOBS, "a") as f:
+            for job, chunk in zip(jobs, jobs_cells, strict=True):
+                f.write(json.dumps({"job_id": str(job.job_id), "submitted": time.time(),
+                                    "cells": [c.cell_id for c in chunk],
+                                    "records_before": sum(counts.values())}) + "\n")
+        self.log(f"submitted {len(jobs)} job(s) for {len(todo)} cells through submitit "
+                 f"({config.cluster}); logs in {folder}")
+        if not config.wait:
+            self.log(f"not waiting; follow with: python -m harness status {store.root}")
+            return batch.records()
+        states = _wait(jobs, batch.cells, store, config, on_record, counts)
+        after = store.record_counts()
         for job, chunk in zip(jobs, jobs_cells, strict=True):
-            f.write(json.dumps({"job_id": str(job.job_id), "submitted": time.time(),
-                                "cells": [c.cell_id for c in chunk],
-                                "records_before": sum(counts.values())}) + "\n")
-    log(f"submitted {len(jobs)} job(s) for {len(todo)} cells through submitit "
-        f"({config.cluster}); logs in {folder}")
-    if not config.wait:
-        log(f"not waiting; follow with: python -m harness status {store.root}")
-        return _records_of(cells, store)
-    states = _wait(jobs, cells, store, config, on_record, counts)
-    after = _record_counts(store)
-    for job, chunk in zip(jobs, jobs_cells, strict=True):
-        missing = [c for c in chunk if after.get(c.cell_id, 0) <= counts.get(c.cell_id, 0)]
-        if missing:
-            log(f"job {job.job_id} ended ({states.get(str(job.job_id), 'state unknown')}) "
-                f"leaving {len(missing)} cell(s) without a record (the same command "
-                f"resubmits them); its log: {job.paths.stderr}")
-    return _records_of(cells, store)
+            missing = [c for c in chunk if after.get(c.cell_id, 0) <= counts.get(c.cell_id, 0)]
+            if missing:
+                self.log(f"job {job.job_id} ended ({states.get(str(job.job_id), 'state unknown')})"
+                         f" leaving {len(missing)} cell(s) without a record (the same command "
+                         f"resubmits them); its log: {job.paths.stderr}")
+        return batch.records()
 
 
 def _wait(jobs, cells, store, config: SlurmConfig, on_record,
@@ -392,8 +387,3 @@ def active_jobs(root: str | Path) -> list[QueuedJob]:
     return [QueuedJob(job_id=j, state=state, cells=tuple(map(str, jobs[j].get("cells", []))),
                       records_before=int(jobs[j].get("records_before", 0) or 0))
             for j, state in queue.items() if state in ACTIVE]
-
-
-def _records_of(cells: Sequence[Cell], store: RunDir) -> list[Record]:
-    known = store.latest_by_cell()
-    return [known[c.cell_id] for c in cells if c.cell_id in known]
