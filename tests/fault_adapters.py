@@ -102,3 +102,15 @@ class Spawn(_Faulty):
             self._spawned = True
             subprocess.Popen(["sleep", str(self.fail_at + 1000)])
         return self.proj(x)
+
+
+@register("test-build", description="its constructor raises `build_error` or allocates "
+          "`build_mb` MiB", **COMMON)
+class Build(_Faulty):
+    def __init__(self, input_size: int = 1, output_size: int = 10, fail_at: int = 1 << 30,
+                 hog_gb: float = 4.0, build_error: str = "", build_mb: int = 0) -> None:
+        super().__init__(input_size, output_size, fail_at, hog_gb)
+        if build_error:
+            raise {"MemoryError": MemoryError, "RuntimeError": RuntimeError}[build_error](
+                "injected at build")
+        self.register_buffer("weight", torch.ones(build_mb * 2**18))  # every page touched

@@ -65,7 +65,9 @@ def cells_from_args(args: argparse.Namespace) -> list[Cell]:
     """The grid --arch × --workload × --seq-len × --batch, validated like a run's cells."""
     import architectures
     import workloads
-    from harness.run.suites import check_configs, validate_cell
+    from harness.run.buildcheck import check_configs
+    from harness.run.plugins import resolved
+    from harness.run.suites import validate_cell
 
     if not args.arch or not args.seq_len:
         raise UsageError("profile needs --arch and --seq-len (or --from RUN_DIR --cell ID)")
@@ -88,7 +90,7 @@ def cells_from_args(args: argparse.Namespace) -> list[Cell]:
                         compile=args.compile))
     for c in cells:
         validate_cell(c)
-    check_configs(cells)
+    check_configs(cells, plugins=resolved(args.plugin))
     unused = sorted(set(sets) - {k for c in cells for k, _ in c.overrides})
     if unused:
         raise UsageError(f"--set key(s) {unused} apply to none of the architectures {archs}")

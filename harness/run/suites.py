@@ -92,7 +92,6 @@ class Suite:
                     out.append(cell)
         for cell in out:
             validate_cell(cell)
-        check_configs(out)
         used = {k for c in out for k, _ in c.overrides}
         unused = sorted(set(overrides or {}) - used)
         if unused:
@@ -134,24 +133,6 @@ def _select_grids(grids: list[dict], defaults: dict, only: dict[str, list]) -> l
         chosen = [g for g in grids if mentions(g)]
         grids = chosen or grids
     return grids
-
-
-def check_configs(cells: list[Cell]) -> None:
-    """Build each distinct model configuration once (on CPU) so a bad value such as
-    ``--set order=0`` is a usage error now, not a failed cell later."""
-    seen = set()
-    for c in cells:
-        key = (c.arch, c.preset, c.overrides)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            keys = architectures.spec(c.arch).config_keys  # the rest are workload options
-            architectures.build(c.arch, preset=c.preset,
-                                **{k: v for k, v in c.overrides if k in keys})
-        except (ValueError, TypeError) as exc:
-            where = f"{c.arch} (preset {c.preset!r}, set {dict(c.overrides)})"
-            raise UsageError(f"{where}: {exc}") from None
 
 
 def cell_keys(arch: str, workload: str) -> tuple[str, ...]:

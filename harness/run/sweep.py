@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import architectures
 from harness.errors import UsageError, choice
+from harness.run.buildcheck import check_configs
 from harness.run.devices import resolve_device
 from harness.run.launchers import Batch, Launcher, make_launcher
 from harness.run.launchers.local import worker_slots
@@ -92,6 +93,9 @@ def plan(
     if baseline is not None and baseline not in architectures.available():
         raise choice("baseline architecture", baseline, architectures.available())
     cells = s.cells(device, only=only, overrides=overrides)
+    check_configs(cells, plugins=resolved(run_settings.plugins),
+                  mem_cap_bytes=int(run_settings.mem_cap_gb * 2**30),
+                  timeout_s=run_settings.timeout_s)
     if not cells:
         raise UsageError(f"suite {s.name!r} with these options has no cells to run")
     if out is not None and not str(out).strip():
