@@ -121,3 +121,24 @@ def test_selftest_out_not_writable_stops_before_any_stage(tmp_path, capsys, monk
     code, err = cli(capsys, "selftest", "--device", "cpu", "--out", str(out))
     assert_one_line(code, err, str(out), "cannot write", "Permission denied")
     assert list(out.iterdir()) == []
+
+
+def test_a_path_that_is_not_utf8_under_a_strict_locale(tmp_path):
+    """Linux paths are bytes: a run and a report into ``run\\xff`` print their paths as
+    given instead of failing after the work with UnicodeEncodeError (a report left
+    without its closing line)."""
+    base = os.fsencode(tmp_path)
+    run, rep = base + b"/run\xff", base + b"/rep\xff"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8:strict"}
+    for args in ([b"run", b"--arch", b"lmu-fft,lstm", b"--workload", b"forward",
+                  b"--seq-len", b"8", b"--batch", b"1", b"--preset", b"tiny", b"--budget-s",
+                  b"0.05", b"--rounds", b"1", b"--device", b"cpu", b"--out", run],
+                 [b"report", run, b"--baseline", b"lstm", b"--formats", b"png", b"--widths",
+                  b"single", b"--resamples", b"200", b"--out", rep],
+                 [b"status", run]):
+        res = subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env,
+                             capture_output=True, timeout=300)
+        assert res.returncode == 0 and b"Traceback" not in res.stderr, res.stderr[-2000:]
+    assert b"report written: " + rep + b"/index.md" in res.stdout or os.path.exists(
+        rep + b"/index.md")
+    assert b"run\xff" in res.stdout  # status names the directory as given

@@ -71,8 +71,18 @@ class _OneLineWarnings:
             print(f"warning: {text}", file=sys.stderr)
 
 
+def _print_paths_as_given() -> None:
+    """A path that is not UTF-8 (Linux allows any bytes) reaches Python with surrogates
+    for its bad bytes; printed under a strict UTF-8 locale that raises after the work is
+    done. Written back as the same bytes, it prints as the user typed it."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _print_paths_as_given()
     parser, sub = _parser()
     name = next((a for a in argv if not a.startswith("-")), None)
     if name is None or name not in COMMANDS:

@@ -90,13 +90,18 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+# A run directory's path is bytes on Linux, not always UTF-8: Python holds its bad bytes
+# as surrogates, and the tables and index name it. Written back as the same bytes.
+ENCODING_ERRORS = "surrogateescape"
+
+
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) or fail with a usage error."""
     with os_errors_as_usage(f"write {str(path)!r}"):
-        path.write_text(text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8", errors=ENCODING_ERRORS)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` as CSV without its index, or fail with a usage error."""
     with os_errors_as_usage(f"write {str(path)!r}"):
-        frame.to_csv(path, index=False)
+        frame.to_csv(path, index=False, errors=ENCODING_ERRORS)
