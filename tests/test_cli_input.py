@@ -142,3 +142,14 @@ def test_a_path_that_is_not_utf8_under_a_strict_locale(tmp_path):
     assert b"report written: " + rep + b"/index.md" in res.stdout or os.path.exists(
         rep + b"/index.md")
     assert b"run\xff" in res.stdout  # status names the directory as given
+
+
+def test_threads_sets_each_cell_process_threads(tmp_path, capsys):
+    from harness.store.rundir import RunDir
+
+    code, err = cli(capsys, "run", "--arch", "lmu-fft", "--workload", "forward", "--seq-len",
+                    "8,16", "--batch", "1", "--preset", "tiny", "--budget-s", "0.05",
+                    "--rounds", "1", "--device", "cpu", "--threads", "1", "--out",
+                    str(tmp_path / "r"))
+    assert code == 0, err
+    assert [r.threads for r in RunDir(tmp_path / "r").records()] == [1, 1]

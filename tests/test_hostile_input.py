@@ -56,6 +56,9 @@ BAD_ARGS = [
     (["--devices", "cuda:7"], "cuda:7", "cpu"),
     (["--devices", "tpu"], "tpu", "cpu"),
     (["--launcher-config", "x.toml"], "--launcher-config", "slurm"),
+    (["--threads", "0"], "0", "usable cores"),
+    (["--threads", "4096"], "4096", "usable cores"),
+    (["--threads", "1", "--launcher", "slurm"], "--threads", "local"),
 ]
 
 

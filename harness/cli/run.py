@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default: results/runs/<time>-<suite>); "
                                  "an existing one is resumed")
     p.add_argument("--workers", type=int, default=1, help="concurrent cells on CPU")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per cell process (default: the usable cores shared "
+                        "evenly by the workers; torch's default with one worker)")
     p.add_argument("--devices", type=csv_list(str),
                    help="GPUs to run on concurrently, e.g. cuda:0,cuda:1 or all")
     p.add_argument("--launcher", default="local", choices=["local", "slurm"],
@@ -99,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
         baseline=args.baseline,
     )
     launcher = make_launcher(args.launcher, p.device, workers=args.workers,
-                             devices=parse_devices(args.devices), config=args.launcher_config)
+                             devices=parse_devices(args.devices), threads=args.threads,
+                             config=args.launcher_config)
     RunDir(p.out).ensure()  # a bad --out is one line before the banner, and leaves nothing
     console = Console(stderr=True)
     console.print(f"[bold]seqbench[/] suite {p.suite.name!r}: {len(p.cells)} cells on "

@@ -25,12 +25,16 @@ LAUNCHERS = ("local", "slurm")
 
 
 def make_launcher(name: str, device: str, *, workers: int = 1,
-                  devices: list[str] | None = None,
+                  devices: list[str] | None = None, threads: int | None = None,
                   config: str | os.PathLike[str] | object | None = None) -> Launcher:
-    """The launcher ``name`` with its options checked (nothing is written): ``workers`` and
-    ``devices`` for ``local``, ``config`` (a TOML path or a ``SlurmConfig``) for ``slurm``."""
+    """The launcher ``name`` with its options checked (nothing is written): ``workers``,
+    ``devices`` and ``threads`` for ``local``, ``config`` (a TOML path or a
+    ``SlurmConfig``) for ``slurm``."""
     if name not in LAUNCHERS:
         raise choice("launcher", name, LAUNCHERS)
+    if name == "slurm" and threads is not None:
+        raise UsageError("--threads applies to --launcher local (a Slurm job shares the "
+                         "cores Slurm gives it among its workers_per_job)")
     if name == "slurm":
         from harness.run.launchers.slurm import SlurmConfig, SlurmLauncher
 
@@ -40,4 +44,4 @@ def make_launcher(name: str, device: str, *, workers: int = 1,
         raise UsageError("--launcher-config applies to --launcher slurm only")
     from harness.run.launchers.local import LocalLauncher
 
-    return LocalLauncher.for_device(device, workers, devices)
+    return LocalLauncher.for_device(device, workers, devices, threads)

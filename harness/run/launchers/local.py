@@ -94,18 +94,29 @@ class LocalLauncher(Launcher):
     slots: list[str]
     threads: int = 0
     job_id: str = ""
+    fixed_threads: bool = False  # --threads: kept when the workers are capped
     name = "local"
 
     @classmethod
-    def for_device(cls, device: str, workers: int = 1,
-                   devices: list[str] | None = None) -> LocalLauncher:
-        return cls(*worker_slots(device, workers, devices))
+    def for_device(cls, device: str, workers: int = 1, devices: list[str] | None = None,
+                   threads: int | None = None) -> LocalLauncher:
+        """``threads``: torch threads per cell process instead of the usable cores shared
+        by the workers (``--threads``; 1..usable cores)."""
+        slots, shared = worker_slots(device, workers, devices)
+        if threads is None:
+            return cls(slots, shared)
+        cores = usable_cores()
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+            raise UsageError(f"--threads must be between 1 and {cores} (the usable cores), "
+                             f"got {threads!r}")
+        return cls(slots, threads, fixed_threads=True)
 
     def launch(self, batch: Batch, *, on_record: OnRecord | None = None,
                on_round: OnRound | None = None) -> list[Record]:
         store = batch.store.ensure()
         slots, threads = cap_workers(self.slots, self.threads, batch.cells, store,
                                      batch.retry_failed)
+        threads = self.threads if self.fixed_threads else threads
         store.note_env(environment(slots[0], batch))
         todo = store.to_run(batch.cells, batch.retry_failed)
         with store.lease([c.cell_id for c in todo], slots=len(slots), job_id=self.job_id):
