@@ -12,8 +12,9 @@ into the cell's record:
 - a cell past ``timeout_s`` has its process group killed and is recorded as ``timeout``;
 - on CPU, a cell whose own memory (its unique set size: pages shared with the forkserver
   are not its own) passes the cap is killed and recorded as ``oom``;
-- a death that says nothing about the cell (the forkserver gone, a stop from outside)
-  raises :class:`~harness.errors.HarnessFault` instead of blaming it.
+- a death that says nothing about the cell (the forkserver gone, a stop from outside),
+  or a message that is not one of ``harness.run.messages``'s, raises
+  :class:`~harness.errors.HarnessFault` instead of blaming it.
 
 Between rounds a cell's process stays warm while the idle processes' unique memory fits
 ``warm_mem_gb``; beyond that it is closed and prepared again for its next round.
@@ -27,12 +28,12 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
 
 import psutil
 
-from harness.errors import HarnessFault
+from harness.errors import HarnessFault, describe
 from harness.run import forkserver
+from harness.run.messages import CellRecord, FromCell, RoundCommand, RoundDone, Stop
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 
@@ -49,7 +50,7 @@ class RoundFinished:
 
     cell: Cell
     slot: str
-    msg: dict[str, Any]
+    msg: RoundDone
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Processes:
         warm = self.procs.get(cell.cell_id)
         if warm is not None:
             try:
-                warm.conn.send({"cmd": "round", "round": r, "taken": taken})
+                warm.conn.send(RoundCommand(r, taken))
                 warm.busy, warm.round, warm.started, warm.slot = True, r, time.monotonic(), slot
                 return
             except (OSError, ValueError):
@@ -103,8 +104,7 @@ class Processes:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=_process_entry, daemon=True,
-            args=(d, self._settings_dict, self.threads, child, {"round": r, "taken": taken,
-                                                                  "k": k}))
+            args=(d, self._settings_dict, self.threads, child, RoundCommand(r, taken, k)))
         proc.start()
         child.close()
         self.procs[cell.cell_id] = CellProc(cell, proc, parent, slot, time.monotonic(), r)
@@ -123,11 +123,11 @@ class Processes:
             if out is None:
                 continue
             p.busy = False
-            if out.get("kind") == "round":
+            if isinstance(out, RoundDone):
                 events.append(RoundFinished(p.cell, p.slot, out))
                 continue
             self.procs.pop(p.cell.cell_id, None)
-            rec = Record.from_dict(out["record"])
+            rec = out.record
             if p.round > 0 and not rec.message.startswith("round "):
                 rec.message = f"round {p.round}: {rec.message}"
             events.append(CellEnded(p.cell, p.slot, rec))
@@ -146,7 +146,7 @@ class Processes:
         if p is None:
             return
         try:
-            p.conn.send({"cmd": "stop"})
+            p.conn.send(Stop())
         except (OSError, ValueError):
             pass
         p.process.join(timeout=2)
@@ -217,13 +217,15 @@ def _not_the_cells_fault(p: CellProc) -> None:
     of the job). Recording either as the cell's error would blame the architecture."""
     code = p.process.exitcode
     if code == 255 and not forkserver.alive(grace_s=1.0):
-        why = "the cell processes' forkserver died"
-    elif code is not None and -code in STOP_SIGNALS:
-        why = f"the cell process was stopped from outside ({signal.Signals(-code).name})"
-    else:
-        return
-    raise HarnessFault(f"{why} while measuring {p.cell.cell_id}: nothing recorded for the "
-                       "cells in flight; run the same command again to resume them")
+        raise _fault(p.cell, "the cell processes' forkserver died")
+    if code is not None and -code in STOP_SIGNALS:
+        raise _fault(p.cell, "the cell process was stopped from outside "
+                             f"({signal.Signals(-code).name})")
+
+
+def _fault(cell: Cell, why: str) -> HarnessFault:
+    return HarnessFault(f"{why} while measuring {cell.cell_id}: nothing recorded for the "
+                        "cells in flight; run the same command again to resume them")
 
 
 def default_mem_cap(settings: RunSettings, workers: int) -> int:
@@ -233,22 +235,19 @@ def default_mem_cap(settings: RunSettings, workers: int) -> int:
 
 
 def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
-             mem_cap: int) -> dict[str, Any] | None:
+             mem_cap: int) -> FromCell | None:
     """A busy process's message (a round or a final record), or a record of its death,
-    timeout or memory overrun as ``{"kind": "record"}``; None while it is still fine."""
+    timeout or memory overrun; None while it is still fine."""
     if p.conn in ready or p.conn.poll():
-        try:
-            msg = p.conn.recv()
-        except (EOFError, OSError):
-            msg = None
+        msg = _receive(p)
+        if isinstance(msg, CellRecord):
+            p.process.join(timeout=10)
+            _kill_group(p.process)  # and whatever it started
+            rec = msg.record
+            rec.device = p.cell.device  # the cell's identity, not the slot it ran on
+            if p.slot != p.cell.device:
+                rec.message = f"[ran on {p.slot}] {rec.message}"
         if msg is not None:
-            if msg.get("kind") == "record":
-                p.process.join(timeout=10)
-                _kill_group(p.process)  # and whatever it started
-                d = msg["record"]
-                d["device"] = p.cell.device  # the cell's identity, not the slot it ran on
-                if p.slot != p.cell.device:
-                    d["message"] = f"[ran on {p.slot}] {d.get('message', '')}"
             return msg
     failure: Record | None = None
     if not p.process.is_alive():
@@ -277,7 +276,24 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
                 f"{mem_cap / 2**30:.2f} GiB",
                 peak_mem_bytes=rss, wall_s=now - p.started,
             )
-    return None if failure is None else {"kind": "record", "record": asdict(failure)}
+    return None if failure is None else CellRecord(failure)
+
+
+def _receive(p: CellProc) -> FromCell | None:
+    """The message ``p`` sent; None when its pipe is closed (it died: its death says why).
+    Anything that does not unpickle to a message of ``harness.run.messages`` is a fault of
+    the harness, not of the cell: the worker sends nothing else."""
+    try:
+        msg = p.conn.recv()
+    except (EOFError, OSError):
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever unpickling it raised
+        raise _fault(p.cell, f"the cell process sent an unreadable message ({describe(exc)})"
+                     ) from None
+    if not isinstance(msg, FromCell):
+        raise _fault(p.cell, f"the cell process sent {type(msg).__name__} {msg!r:.60}, not a "
+                             "message of harness.run.messages")
+    return msg
 
 
 def _process_entry(cell_dict, settings_dict, threads, conn, start):  # pragma: no cover - child

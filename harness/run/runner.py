@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.run.messages import RoundDone
 from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
 from harness.run.schedule import Schedule, Skip, Start
@@ -42,16 +43,17 @@ class CellRounds:
     wall_s: float = 0.0
     positions: dict[int, int] = field(default_factory=dict)  # round -> place in its order
 
-    def add(self, msg: dict[str, Any], position: int) -> None:
-        self.pool.add(msg["round"], msg["samples"], msg.get("contention", ()), position)
-        if msg.get("static") is not None:
-            self.static = msg["static"]
-            self.started_at = msg.get("started_at", "")
+    def add(self, done: RoundDone, position: int) -> None:
+        self.pool.add(done.round, done.samples, done.contention, position)
+        if done.static is not None:
+            self.static = done.static
+            self.started_at = done.started_at or ""
         if self.warmup_s is None:
-            self.warmup_s = msg.get("warmup_s")
-        self.k, self.stop_reason = msg["k"], msg.get("stop_reason", "")
-        self.threads = msg.get("threads", self.threads)
-        self.wall_s += float(msg.get("wall_s") or 0.0)
+            self.warmup_s = done.warmup_s
+        self.k, self.stop_reason = done.k, done.stop_reason
+        if done.threads is not None:
+            self.threads = done.threads
+        self.wall_s += float(done.wall_s or 0.0)
 
     def quiet(self) -> int:
         """Samples so far that count towards the cell's minimum: contended ones do not."""
@@ -70,9 +72,10 @@ class CellRounds:
 
     @classmethod
     def resumed(cls, cell: Cell, entries: list[dict[str, Any]]) -> CellRounds:
+        """The rounds a store's ``rounds.jsonl`` holds of ``cell`` (a resume)."""
         st = cls(cell)
         for e in entries:
-            st.add(e, int(e.get("position", 0)))
+            st.add(RoundDone.from_entry(e), int(e.get("position", 0)))
         return st
 
 
@@ -246,7 +249,7 @@ def run_cells(
             for ev in events:
                 if isinstance(ev, RoundFinished):
                     _round_done(ev, rounds[ev.cell.cell_id], store, on_round, settings.rounds)
-                    if sched.round_done(ev.cell, ev.msg["round"]):
+                    if sched.round_done(ev.cell, ev.msg.round):
                         procs.close(ev.cell)
                         sched.ended(ev.cell, "ok")
                         finish(rounds[ev.cell.cell_id].record(settings, ev.slot))
@@ -289,9 +292,9 @@ def _history(known: dict[str, Record], todo: Sequence[Cell]) -> dict[str, tuple[
 
 def _round_done(ev: RoundFinished, st: CellRounds, store: RunDir,
                 on_round: Callable[[Cell, int, int], None] | None, rounds: int) -> None:
-    r = ev.msg["round"]
+    r = ev.msg.round
     position = st.positions.get(r, 0)
     st.add(ev.msg, position)
-    store.append_round({"cell_id": ev.cell.cell_id, "position": position, **ev.msg})
+    store.append_round({"cell_id": ev.cell.cell_id, "position": position, **ev.msg.entry()})
     if on_round:
         on_round(ev.cell, r, rounds)

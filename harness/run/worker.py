@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
 from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
 from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
+from harness.run.messages import CellRecord, RoundCommand, RoundDone
 from harness.run.plugins import load_plugins
 from harness.run.rounds import Pool, pooled_fields, samples_needed
 from harness.run.settings import RunSettings
@@ -160,34 +161,35 @@ def measure_round(
     taken: int,
     calls_per_sample: int | None,
     warmup: str,
-) -> dict[str, Any]:
+) -> RoundDone:
     """One round of a cell's samples: ``budget_s / rounds`` of sampling, and at least the
-    samples still due for the cell to end with ``MIN_SAMPLES`` (see ``harness.run.rounds``)."""
+    samples still due for the cell to end with ``MIN_SAMPLES`` (see ``harness.run.rounds``).
+    Its ``wall_s`` and ``static`` are the caller's to fill in."""
     config = replace(
         settings.timing(),
         budget_s=settings.budget_s / settings.rounds,
         required_samples=samples_needed(taken, round_index, settings.rounds, MIN_SAMPLES),
     )
     m = Timer(p.run, p.device, config).measure(warmup=warmup, calls_per_sample=calls_per_sample)
-    return dict(
+    return RoundDone(
         round=round_index,
         samples=list(m.samples),
         contention=list(m.contention),
         k=m.calls_per_sample,
         warmup_s=m.warmup_s,
         stop_reason=m.stop_reason,
+        threads=torch.get_num_threads(),
     )
 
 
-def rewarm(last: dict[str, Any], settings: RunSettings) -> str:
+def rewarm(last: RoundDone, settings: RunSettings) -> str:
     """A warm process's warm-up before a later round: ``"brief"`` (calls for
     ``TimingConfig.rewarm_s``) when its samples are shorter than that, else ``"none"``: a
     longer sample refills the caches the other cells used within its first milliseconds,
     and a whole extra call per round would double the cost of a slow cell."""
-    samples = last.get("samples") or []
-    if not samples:
+    if not last.samples:
         return "brief"
-    per_sample = statistics.median(samples) * last.get("k", 1)
+    per_sample = statistics.median(last.samples) * last.k
     return "brief" if per_sample < TimingConfig().rewarm_s else "none"
 
 
@@ -205,17 +207,17 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         return {**out, **k, "message": f"{out['message']}; {note}" if note else out["message"]}
     p = prepare_cell(cell, settings)
     pool = Pool()
-    first: dict[str, Any] = {}
-    info: dict[str, Any] = {}
+    done: list[RoundDone] = []
     for r in range(settings.rounds):
-        info = measure_round(p, settings, round_index=r, taken=pool.quiet(torch.get_num_threads()),
-                             calls_per_sample=info.get("k"),
-                             warmup="full" if r == 0 else rewarm(info, settings))
-        first = first or info
-        pool.add(r, info["samples"], info["contention"])
+        last = done[-1] if done else None
+        done.append(measure_round(
+            p, settings, round_index=r, taken=pool.quiet(torch.get_num_threads()),
+            calls_per_sample=last.k if last else None,
+            warmup="full" if last is None else rewarm(last, settings)))
+        pool.add(r, done[-1].samples, done[-1].contention)
     return pooled_fields(p.static, pool, noise_threshold=settings.noise_threshold,
-                         threads=torch.get_num_threads(), warmup_s=first["warmup_s"],
-                         stop_reason=info["stop_reason"], calls_per_sample=info["k"])
+                         threads=torch.get_num_threads(), warmup_s=done[0].warmup_s,
+                         stop_reason=done[-1].stop_reason, calls_per_sample=done[-1].k)
 
 
 def measure_task(cell: Cell, settings: RunSettings, workload: Any,
@@ -305,15 +307,15 @@ def die_with_parent(parent: int) -> None:
 
 
 def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threads: int,
-                 conn: Any, start: dict[str, Any] | None = None) -> None:
+                 conn: Any, start: RoundCommand | None = None) -> None:
     """Entry point of a cell process: own session (so the runner can kill its whole group),
-    thread count, then messages over the duplex ``conn``.
+    thread count, then messages (``harness.run.messages``) over the duplex ``conn``.
 
-    A task workload (or any failure) sends one ``{"kind": "record"}`` with the final
-    record. A timed cell is prepared once and then measures rounds: it starts with round
-    ``start["round"]`` (0, or a later one when resuming or re-preparing, keeping the
-    earlier rounds' ``k`` calls per sample), sends ``{"kind": "round", ...}`` after each and
-    waits, warm, for ``{"cmd": "round", "round": r, "taken": n}`` or ``{"cmd": "stop"}``.
+    A task workload (or any failure) sends one :class:`CellRecord` with the final record.
+    A timed cell is prepared once and then measures rounds: it starts with ``start``'s
+    round (0, or a later one when resuming or re-preparing, keeping the earlier rounds'
+    ``k`` calls per sample), sends a :class:`RoundDone` after each and waits, warm, for
+    the next :class:`RoundCommand`; anything else (``Stop``) ends it.
     """
     parent = os.getppid()
     os.setsid()
@@ -323,7 +325,7 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
     settings = RunSettings(**settings_dict)
     overrides = cell_dict.pop("overrides")
     cell = Cell.make(overrides=overrides, **cell_dict)
-    start = start or {"round": 0, "taken": 0, "k": None}
+    cmd = start or RoundCommand(round=0, taken=0)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
 
@@ -331,21 +333,19 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
         status, message = failure(exc)
         rec = Record.for_cell(cell, status, where + message, started_at=started,
                               wall_s=time.perf_counter() - t0, threads=torch.get_num_threads())
-        conn.send({"kind": "record", "record": asdict(rec)})
+        conn.send(CellRecord(rec))
 
     try:
         load_plugins(settings.plugins)
     except Exception as exc:  # noqa: BLE001
-        conn.send({"kind": "record", "record": asdict(Record.for_cell(cell, "error",
-                                                                      describe(exc)))})
+        conn.send(CellRecord(Record.for_cell(cell, "error", describe(exc))))
         return
     if getattr(workloads.get(cell.workload), "kind", "timed") == "task":
-        conn.send({"kind": "record", "record": asdict(run_cell(cell, settings))})
+        conn.send(CellRecord(run_cell(cell, settings)))
         conn.close()
         return
-    r, taken, k = start["round"], start["taken"], start.get("k")
     try:
-        p = prepare_cell(cell, settings, count=r == 0)
+        p = prepare_cell(cell, settings, count=cmd.round == 0)
     except Exception as exc:  # noqa: BLE001 - every failure is a result to record
         fail(exc)
         return
@@ -354,26 +354,24 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
     # not the 0.1 s a full collection over torch's imported objects takes.
     gc.collect()
     gc.freeze()
-    first = True
-    info: dict[str, Any] = {}
+    last: RoundDone | None = None  # this process's previous round
     while True:
         r0 = time.perf_counter()
         try:
-            info = measure_round(p, settings, round_index=r, taken=taken, calls_per_sample=k,
-                                 warmup="full" if first else rewarm(info, settings))
+            done = measure_round(p, settings, round_index=cmd.round, taken=cmd.taken,
+                                 calls_per_sample=last.k if last else cmd.k,
+                                 warmup="full" if last is None else rewarm(last, settings))
         except Exception as exc:  # noqa: BLE001
-            fail(exc, f"round {r}: " if r else "")
+            fail(exc, f"round {cmd.round}: " if cmd.round else "")
             return
-        msg = {"kind": "round", **info, "threads": torch.get_num_threads(),
-               "wall_s": time.perf_counter() - (t0 if first else r0)}
-        if first and r == 0:  # what round 0's setup measured; a re-prepare's is not kept
-            msg.update(static=p.static, started_at=started)
-        conn.send(msg)
-        first, k = False, info["k"]
+        done = replace(done, wall_s=time.perf_counter() - (t0 if last is None else r0))
+        if last is None and cmd.round == 0:  # round 0's setup; a re-prepare's is not kept
+            done = replace(done, static=p.static, started_at=started)
+        conn.send(done)
+        last = done
         try:
             cmd = conn.recv()
         except (EOFError, OSError):  # the runner is gone
             return
-        if cmd.get("cmd") != "round":
+        if not isinstance(cmd, RoundCommand):
             return
-        r, taken = cmd["round"], cmd["taken"]
