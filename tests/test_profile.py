@@ -193,6 +193,20 @@ def test_profile_from_a_run_leaves_its_records_alone(tmp_path: Path) -> None:
     assert (index.parent / "figures" / "profile_breakdown.png").exists()
 
 
+def test_a_crashing_cell_fails_alone_explained_as_run_explains_it(tmp_path: Path,
+                                                                   capsys) -> None:
+    """Cells are profiled in processes forked from ``run``'s server and their deaths told
+    as ``run`` tells them: the aborting cell fails with its signal, the next one is still
+    profiled, and the command exits 1."""
+    plugin = str(Path(__file__).parent / "fault_adapters.py")
+    rc = cli(["profile", "--plugin", plugin, "--arch", "test-abort,test-ok", "--seq-len", "4",
+              "--set", "fail_at=4", *TINY, "--no-stack", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "failed: cell process died from SIGABRT (crash: segfault, abort or kill)" in out
+    assert [p.parent.name.split("_")[0] for p in tmp_path.rglob("profile.json")] == ["test-ok"]
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--arch", "nope", "--seq-len", "64"], "unknown architecture 'nope'; valid choices: "),
     (["--arch", "lmu", "--seq-len", "64", "--workload", "dance"], "unknown workload 'dance'"),

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.cli.args import check_run_dirs, csv_list, int_at_least, parse_set
-from harness.errors import UsageError, describe, os_errors_as_usage
+from harness.errors import HarnessFault, UsageError, describe, os_errors_as_usage
 from harness.profile import cell_dir_name, cells_from_run
 from harness.profile.breakdown import breakdown_table, markdown, wide_table
 from harness.profile.trace import ProfileConfig, profile_cell
@@ -175,13 +175,15 @@ def main(args: argparse.Namespace) -> int:
 
 def profile_isolated(cell: Cell, out_dir: Path, config: ProfileConfig,
                      source_run: str | None, plugins: list[str]):
-    """``profile_cell`` in a process of its own (forked from a server with torch loaded),
-    as ``run`` measures cells: a segfault or abort fails that cell, not the command.
-    Returns ``(manifest, ops)`` or the failure as one line."""
-    import multiprocessing as mp
+    """``profile_cell`` in a process of its own, forked from the server ``run``'s cells
+    are (``harness.run.forkserver``) and watched as they are: a segfault or abort fails
+    that cell, not the command; a death that is not the cell's (the server gone, a stop
+    from outside) raises HarnessFault. Returns ``(manifest, ops)`` or the failure as one
+    line."""
+    from harness.run import forkserver
+    from harness.run.processes import death_message, end_process, not_the_cells_fault
 
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "architectures", "workloads"])
+    ctx = forkserver.context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_profile_child,
                        args=(cell, out_dir, config, source_run, plugins, child), daemon=True)
@@ -191,25 +193,23 @@ def profile_isolated(cell: Cell, out_dir: Path, config: ProfileConfig,
         result = parent.recv()
     except EOFError:  # died before answering
         result = None
-    finally:
-        proc.join()
+    except BaseException:  # interrupted: in a session of its own, no Ctrl-C reaches it
+        end_process(proc, grace_s=0)
+        raise
+    end_process(proc, grace_s=10)
     if result is None:
-        code = proc.exitcode or 0
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        if code < 0:
-            import signal
-
-            try:
-                how = signal.Signals(-code).name
-            except ValueError:
-                pass
-        return f"cell process died ({how}: segfault, abort or kill)"
+        why = not_the_cells_fault(proc)
+        if why:
+            raise HarnessFault(f"{why} while profiling {cell.cell_id}; run the command again")
+        return death_message(proc)
     return result
 
 
 def _profile_child(cell, out_dir, config, source_run, plugins, conn):  # pragma: no cover
+    from harness.run import forkserver
     from harness.run.plugins import load_plugins
 
+    forkserver.isolate()
     try:
         load_plugins(plugins)
         conn.send(profile_cell(cell, out_dir, config, source_run=source_run,

@@ -3,13 +3,22 @@
 A cell process then starts in tens of milliseconds instead of importing torch itself.
 ``start_early`` starts the server before the command imports torch: on two cores the two
 imports overlap, and a ``run`` starts about 3 s sooner. This module imports no torch.
+
+Every process forked from it (a ``run``'s cells, a ``profile``'s) calls :func:`isolate`
+first.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
+import time
 
 PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def context() -> mp.context.BaseContext:
@@ -31,12 +40,9 @@ def alive(grace_s: float = 0.0) -> bool:
 
     ``grace_s``: how long a dying server may take to exit; its cells see their pipes
     close a moment before the server itself is gone."""
-    import time
-    from multiprocessing import forkserver
-
     import psutil
 
-    pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001 - no public accessor
+    pid = _pid()
     deadline = time.monotonic() + grace_s
     while pid is not None:
         try:  # not psutil's wait(): that would reap it, and multiprocessing waits for it
@@ -48,3 +54,49 @@ def alive(grace_s: float = 0.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def _pid() -> int | None:
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid  # noqa: SLF001 - no public accessor
+
+
+def isolate() -> None:
+    """First thing in a process forked from the server: a session of its own (the parent
+    can kill its whole process group, whatever it started included) and death with the
+    server (:func:`die_with_parent`)."""
+    parent = os.getppid()
+    os.setsid()
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent (the forkserver, which exits
+    with the runner) dies: a cell in its own session must not outlive a killed runner, its
+    timeout and memory cap no longer enforced. Linux only (prctl PR_SET_PDEATHSIG); the
+    runner's pipe is the other watch (a waiting cell ends on its EOF)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    # The forkserver ends when the runner's end of its "alive" pipe closes, but it hands a
+    # copy of that end (and of the resource tracker's pipe) to every child it forks: a
+    # cell holding them keeps the server, and so itself, alive after the runner is
+    # killed. A cell starts no processes through them, so it lets them go.
+    from multiprocessing import forkserver, resource_tracker
+
+    for holder, attr in ((forkserver._forkserver, "_forkserver_alive_fd"),
+                         (resource_tracker._resource_tracker, "_fd")):
+        fd = getattr(holder, attr, None)
+        if isinstance(fd, int):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(holder, attr, None)

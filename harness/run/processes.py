@@ -149,14 +149,20 @@ class Processes:
             p.conn.send(Stop())
         except (OSError, ValueError):
             pass
-        p.process.join(timeout=2)
-        _kill_group(p.process)  # and whatever it started: nothing outlives its cell
+        end_process(p.process, grace_s=2)
 
     def kill_all(self) -> None:
         """Done or interrupted: leave no orphan process behind."""
         for p in list(self.procs.values()):
             _kill_group(p.process)
         self.procs.clear()
+
+
+def end_process(proc: mp.process.BaseProcess, grace_s: float) -> None:
+    """Give ``proc`` (done, or told to stop) ``grace_s`` to exit by itself, then kill its
+    process group: nothing a cell started outlives it."""
+    proc.join(timeout=grace_s)
+    _kill_group(proc)
 
 
 def _kill_group(proc: mp.process.BaseProcess) -> None:
@@ -195,7 +201,8 @@ def _unique(pid: int) -> int:
         return _rss(pid)
 
 
-def _death_message(proc: mp.process.BaseProcess) -> str:
+def death_message(proc: mp.process.BaseProcess) -> str:
+    """How a process forked from the server that sent no result ended, in one line."""
     code = proc.exitcode
     if code is not None and code < 0:
         try:
@@ -210,17 +217,18 @@ def _death_message(proc: mp.process.BaseProcess) -> str:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
-def _not_the_cells_fault(p: CellProc) -> None:
-    """Raise HarnessFault when a dead cell process says nothing about its cell: the
-    forkserver that reports its exit status is gone (multiprocessing then reads 255), or
-    it was stopped from outside (a Slurm job cancelled or requeued signals every process
-    of the job). Recording either as the cell's error would blame the architecture."""
-    code = p.process.exitcode
+def not_the_cells_fault(proc: mp.process.BaseProcess) -> str | None:
+    """Why the death of ``proc`` (a cell's process, ended) says nothing about its cell, or
+    None when it does: the forkserver that reports its exit status is gone
+    (multiprocessing then reads 255), or it was stopped from outside (a Slurm job
+    cancelled or requeued signals every process of the job). Recording either as the
+    cell's error would blame the architecture: the caller raises HarnessFault."""
+    code = proc.exitcode
     if code == 255 and not forkserver.alive(grace_s=1.0):
-        raise _fault(p.cell, "the cell processes' forkserver died")
+        return "the cell processes' forkserver died"
     if code is not None and -code in STOP_SIGNALS:
-        raise _fault(p.cell, "the cell process was stopped from outside "
-                             f"({signal.Signals(-code).name})")
+        return f"the cell process was stopped from outside ({signal.Signals(-code).name})"
+    return None
 
 
 def _fault(cell: Cell, why: str) -> HarnessFault:
@@ -241,8 +249,7 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
     if p.conn in ready or p.conn.poll():
         msg = _receive(p)
         if isinstance(msg, CellRecord):
-            p.process.join(timeout=10)
-            _kill_group(p.process)  # and whatever it started
+            end_process(p.process, grace_s=10)
             rec = msg.record
             rec.device = p.cell.device  # the cell's identity, not the slot it ran on
             if p.slot != p.cell.device:
@@ -253,8 +260,10 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
     if not p.process.is_alive():
         p.process.join(timeout=1)
         _kill_group(p.process)  # what it started dies with it
-        _not_the_cells_fault(p)
-        failure = Record.for_cell(p.cell, "error", _death_message(p.process),
+        why = not_the_cells_fault(p.process)
+        if why:
+            raise _fault(p.cell, why)
+        failure = Record.for_cell(p.cell, "error", death_message(p.process),
                                   wall_s=now - p.started)
     elif now - p.started > settings.timeout_s:
         _kill_group(p.process)

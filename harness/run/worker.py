@@ -9,12 +9,8 @@ round costs a brief re-warm, not a rebuild.
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import os
-import signal
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +25,7 @@ from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.memory import MemoryTracker
 from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
+from harness.run import forkserver
 from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
 from harness.run.messages import CellRecord, RoundCommand, RoundDone
 from harness.run.plugins import load_plugins
@@ -36,7 +33,6 @@ from harness.run.rounds import Pool, pooled_fields, samples_needed
 from harness.run.settings import RunSettings
 from harness.store.records import Cell, Record
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -275,37 +271,6 @@ def run_cell(cell: Cell, settings: RunSettings) -> Record:
     return rec
 
 
-def die_with_parent(parent: int) -> None:
-    """Have the kernel SIGKILL this process when its parent (the forkserver, which exits
-    with the runner) dies: a cell in its own session must not outlive a killed runner, its
-    timeout and memory cap no longer enforced. Linux only (prctl PR_SET_PDEATHSIG); the
-    runner's pipe is the other watch (a waiting cell ends on its EOF)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    # The forkserver ends when the runner's end of its "alive" pipe closes, but it hands a
-    # copy of that end (and of the resource tracker's pipe) to every child it forks: a
-    # cell holding them keeps the server, and so itself, alive after the runner is
-    # killed. A cell starts no processes through them, so it lets them go.
-    from multiprocessing import forkserver, resource_tracker
-
-    for holder, attr in ((forkserver._forkserver, "_forkserver_alive_fd"),
-                         (resource_tracker._resource_tracker, "_fd")):
-        fd = getattr(holder, attr, None)
-        if isinstance(fd, int):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            setattr(holder, attr, None)
-
-
 def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threads: int,
                  conn: Any, start: RoundCommand | None = None) -> None:
     """Entry point of a cell process: own session (so the runner can kill its whole group),
@@ -317,9 +282,7 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
     ``k`` calls per sample), sends a :class:`RoundDone` after each and waits, warm, for
     the next :class:`RoundCommand`; anything else (``Stop``) ends it.
     """
-    parent = os.getppid()
-    os.setsid()
-    die_with_parent(parent)
+    forkserver.isolate()
     if threads > 0:
         torch.set_num_threads(threads)
     settings = RunSettings(**settings_dict)
