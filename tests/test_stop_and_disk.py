@@ -164,6 +164,51 @@ def test_a_cell_killed_from_outside_is_not_recorded_as_its_failure(tmp_path, vic
     assert not survivors(family)
 
 
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # gone, or a zombie meanwhile
+        return ""
+
+
+@pytest.mark.slow
+def test_a_stopped_forkserver_does_not_hang_the_runner_at_exit(tmp_path):
+    """The forkserver stopped (SIGSTOP) while a cell runs its rounds: the rounds still
+    arrive (over the cell's own pipe), but the server reports no process's end, and
+    multiprocessing joins every child it has not heard of at exit without a timeout. The
+    runner writes the record, kills the stopped server and exits 0."""
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "harness", "run", "--plugin", PLUGIN, "--arch", "test-ok",
+           "--workload", "forward", "--seq-len", "8", "--batch", "1", "--preset", "tiny",
+           "--budget-s", "1.5", "--rounds", "3", "--device", "cpu", "--out", str(out)]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=f, start_new_session=True)
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        rounds = out / "rounds.jsonl"
+        while not (rounds.exists() and rounds.read_text().strip()):  # its process runs
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        server = next(p for p in psutil.Process(proc.pid).children(recursive=True)
+                      if not _is_cell(p) and "forkserver" in _cmdline(p))
+        server.send_signal(signal.SIGSTOP)
+        assert not (out / "records.jsonl").exists()  # stopped before the run's end
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the runner hangs on its stopped forkserver")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the stopped server with it
+    text = log.read_text()
+    assert code == 0 and "Traceback" not in text, text
+    (rec,) = RunDir(out).records()
+    assert rec.status == "ok" and rec.rounds == 3
+    assert not survivors([server], within_s=5)  # killed, not left stopped
+
+
 def record(n: int) -> Record:
     cell = Cell.make(arch="lmu", workload="forward", seq_len=n, batch=1)
     return Record.for_cell(cell, "ok", samples=[1e-3] * 50, n_samples=50, time_median_s=1e-3)

@@ -5,7 +5,7 @@ A cell process then starts in tens of milliseconds instead of importing torch it
 imports overlap, and a ``run`` starts about 3 s sooner. This module imports no torch.
 
 Every process forked from it (a ``run``'s cells, a ``profile``'s) calls :func:`isolate`
-first.
+first, and its parent waits for it with :func:`join`, which a stopped server cannot hang.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import time
 
 PRELOAD = ["torch", "architectures", "workloads", "harness.run.worker"]
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# A working server reports a child's death within milliseconds (it waits on SIGCHLD); a
+# child dead and unreported this long means the server is stopped (SIGSTOP) or hung.
+REPORT_S = 1.0
 
 
 def context() -> mp.context.BaseContext:
@@ -60,6 +63,49 @@ def _pid() -> int | None:
     from multiprocessing import forkserver
 
     return forkserver._forkserver._forkserver_pid  # noqa: SLF001 - no public accessor
+
+
+def kill() -> None:
+    """Kill this process's server, even a stopped one (SIGKILL ends a stopped process).
+
+    It holds the pipes that report its children's exits: dead, it closes them, and each
+    child not yet reported reads as exit code 255 (``alive()`` is then False). The next
+    process started from this context starts a new server."""
+    pid = _pid()
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def join(proc: mp.process.BaseProcess, timeout_s: float) -> None:
+    """``proc.join(timeout_s)`` that a stuck server cannot hold up for ever.
+
+    A process forked from the server is known to have ended only when the server reports
+    it. A stopped (SIGSTOP) or hung server does not, and multiprocessing's exit handler
+    joins every child whose end it has not heard of without a timeout: the command would
+    hang after its records are written. So a ``proc`` that is dead (a zombie the server does
+    not reap) but unreported for ``REPORT_S`` has its server killed, which reports it."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    dead_since: float | None = None
+    while proc.exitcode is None and proc.pid is not None:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        try:
+            dead = psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            dead = True
+        if dead and dead_since is None:
+            dead_since = now
+        if dead_since is not None and now - dead_since >= REPORT_S:
+            kill()
+            proc.join(timeout=max(REPORT_S, deadline - now))
+            return
+        proc.join(timeout=min(0.05, deadline - now))
 
 
 def isolate() -> None:

@@ -161,7 +161,7 @@ class Processes:
 def end_process(proc: mp.process.BaseProcess, grace_s: float) -> None:
     """Give ``proc`` (done, or told to stop) ``grace_s`` to exit by itself, then kill its
     process group: nothing a cell started outlives it."""
-    proc.join(timeout=grace_s)
+    forkserver.join(proc, grace_s)
     _kill_group(proc)
 
 
@@ -177,7 +177,7 @@ def _kill_group(proc: mp.process.BaseProcess) -> None:
             proc.kill()
         except (ProcessLookupError, ValueError):
             pass
-    proc.join(timeout=5)
+    forkserver.join(proc, 5)  # a stopped forkserver is killed, not waited for
 
 
 def _rss(pid: int) -> int:
@@ -225,7 +225,7 @@ def not_the_cells_fault(proc: mp.process.BaseProcess) -> str | None:
     cell's error would blame the architecture: the caller raises HarnessFault."""
     code = proc.exitcode
     if code == 255 and not forkserver.alive(grace_s=1.0):
-        return "the cell processes' forkserver died"
+        return "the cell processes' forkserver died (or stopped, and was killed)"
     if code is not None and -code in STOP_SIGNALS:
         return f"the cell process was stopped from outside ({signal.Signals(-code).name})"
     return None
@@ -256,6 +256,7 @@ def _collect(p: CellProc, ready: list, now: float, settings: RunSettings,
                 rec.message = f"[ran on {p.slot}] {rec.message}"
         if msg is not None:
             return msg
+        forkserver.join(p.process, 2 * forkserver.REPORT_S)  # its pipe closed: it ended
     failure: Record | None = None
     if not p.process.is_alive():
         p.process.join(timeout=1)
