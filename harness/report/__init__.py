@@ -11,22 +11,28 @@ The same pieces are plain functions returning DataFrames for notebooks::
     speedup_table(df, baseline="lmu")
 """
 
-from harness.report.build import PRESETS, build_report, run_baseline, run_report_settings
-from harness.report.scaling import fit_exponent, scaling_table
-from harness.report.tables import metric_table, speedup_table
-from harness.report.tasks import task_results, task_table
-from harness.store.load import load_runs
+import importlib
+from typing import Any
 
-__all__ = [
-    "PRESETS",
-    "build_report",
-    "load_runs",
-    "speedup_table",
-    "metric_table",
-    "scaling_table",
-    "fit_exponent",
-    "run_baseline",
-    "run_report_settings",
-    "task_table",
-    "task_results",
-]
+# Imported when first used: ``run`` prints its summary through ``harness.report.summary``
+# without loading the figure stack (matplotlib, seaborn) that the full report needs.
+_HOME = {
+    "PRESETS": "harness.report.build",
+    "build_report": "harness.report.build",
+    "run_baseline": "harness.report.build",
+    "run_report_settings": "harness.report.build",
+    "fit_exponent": "harness.report.scaling",
+    "scaling_table": "harness.report.scaling",
+    "metric_table": "harness.report.tables",
+    "speedup_table": "harness.report.tables",
+    "task_results": "harness.report.tasks",
+    "task_table": "harness.report.tasks",
+    "load_runs": "harness.store.load",
+}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)
