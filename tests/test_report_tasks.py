@@ -16,14 +16,8 @@ import pytest
 from harness.report import build_report
 from harness.report.style import arch_styles
 from harness.report.summary import summary_tables
-from harness.report.tasks import (
-    NOT_REACHED,
-    is_task,
-    plot_task_curves,
-    task_curves,
-    task_results,
-    task_table,
-)
+from harness.report.task_curves import plot_task_curves, task_curves
+from harness.report.tasks import NOT_REACHED, is_task, task_results, task_table
 from harness.store.load import load_runs
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir

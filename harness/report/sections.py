@@ -109,7 +109,8 @@ TASK_FIGURES = {
 def write_task_section(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str,
                        output: Output) -> list[str]:
     """Task table (.md/.tex/.csv), curves as CSV, and metric-vs-time/tokens figures."""
-    from harness.report.tasks import plot_task_curves, task_curves, task_latex, task_markdown
+    from harness.report.task_curves import plot_task_curves, task_curves
+    from harness.report.tasks import task_latex, task_markdown
 
     out = output.out
     table = task_table(df, baseline)
