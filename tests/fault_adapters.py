@@ -104,12 +104,14 @@ class Spawn(_Faulty):
         return self.proj(x)
 
 
-@register("test-build", description="its constructor raises `build_error` or allocates "
-          "`build_mb` MiB", **COMMON)
+@register("test-build", description="its constructor raises `build_error`, allocates "
+          "`build_mb` MiB or sleeps `build_s` seconds", **COMMON)
 class Build(_Faulty):
     def __init__(self, input_size: int = 1, output_size: int = 10, fail_at: int = 1 << 30,
-                 hog_gb: float = 4.0, build_error: str = "", build_mb: int = 0) -> None:
+                 hog_gb: float = 4.0, build_error: str = "", build_mb: int = 0,
+                 build_s: float = 0.0) -> None:
         super().__init__(input_size, output_size, fail_at, hog_gb)
+        time.sleep(build_s)
         if build_error:
             raise {"MemoryError": MemoryError, "RuntimeError": RuntimeError}[build_error](
                 "injected at build")

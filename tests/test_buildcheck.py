@@ -38,6 +38,17 @@ def test_a_model_larger_than_the_cap_fails_in_the_build_process_not_here():
     assert psutil.Process().memory_info().rss - before < 100 * 2**20  # built elsewhere
 
 
+def test_a_build_slower_than_the_cell_time_limit_is_stopped():
+    from harness.run import forkserver
+
+    check_configs(cells(), plugins=[PLUGIN])  # the server is up
+    server = psutil.Process(forkserver._pid())
+    before = {p.pid for p in server.children()}
+    with pytest.raises(UsageError, match=r"took longer than the cell time limit \(1 s\)"):
+        check_configs(cells(build_s=60.0), plugins=[PLUGIN], timeout_s=1.0)
+    assert {p.pid for p in server.children()} <= before  # the slow build was killed
+
+
 def test_one_build_per_configuration():
     assert len(configs_of(cells(fail_at=4) + cells(fail_at=4) + cells())) == 2
 

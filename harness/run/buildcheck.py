@@ -40,6 +40,7 @@ def check_configs(cells: Sequence[Cell], *, plugins: Sequence[str] = (),
     import psutil
 
     from harness.run import forkserver
+    from harness.run.processes import end_process
 
     configs = configs_of(cells)
     if not configs:
@@ -60,9 +61,7 @@ def check_configs(cells: Sequence[Cell], *, plugins: Sequence[str] = (),
     except (EOFError, OSError):
         pass
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5.0)
+        end_process(proc, grace_s=0 if timed_out or got is None else 5.0)
         theirs.close()
     if got is None:
         why = (f"took longer than the cell time limit ({timeout_s:g} s)" if timed_out else
@@ -82,8 +81,10 @@ def _build_all(configs: list[Config], plugins: tuple[str, ...], cap: int, conn: 
     import psutil
 
     import architectures
+    from harness.run import forkserver
     from harness.run.plugins import load_plugins
 
+    forkserver.isolate()  # dies with the server; its process group is killed at the end
     try:
         load_plugins(plugins)
         limit = psutil.Process().memory_info().vms + cap
