@@ -21,7 +21,7 @@ from typing import Any
 from harness.run.messages import RoundDone
 from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
-from harness.run.schedule import Schedule, Skip, Start
+from harness.run.schedule import Schedule, Skip, Start, Wait
 from harness.run.settings import RunSettings
 from harness.store.claims import CellClaim
 from harness.store.records import Cell, Record, cells_to_run
@@ -191,78 +191,126 @@ def run_cells(
     "cuda:1"]``: two GPUs), ``threads`` torch threads per cell process (0: torch's
     default). Returns the records of ``cells`` after the run, in their order.
     ``on_round(cell, round, rounds)`` is called as each round of a timed cell ends."""
-    store.ensure()
-    known = store.latest_by_cell()
-    todo = cells_to_run(cells, known, retry_failed)
-    shared = SharedDir(store)
-    partial = store.read_rounds() if todo else {}
-    rounds = {c.cell_id: CellRounds.resumed(c, partial[c.cell_id])
-              for c in todo if partial.get(c.cell_id)}
-    sched = Schedule(todo, list(slots or ["cpu"]), settings.rounds, settings.seed,
-                     known=_history(known, todo),
-                     resumed={cid: st.pool.rounds_done for cid, st in rounds.items()})
-    procs = Processes(settings, threads, len(sched.slots)) if todo else None
-    host = os.uname().nodename
-
-    def finish(rec: Record, mine: bool = True) -> None:
-        if mine:
-            rec.run_id, rec.host = run_id, host
-            store.append(rec)
-        known[rec.cell_id] = rec
-        if on_record:
-            on_record(rec)
-
+    run = _Run.start(cells, settings, store.ensure(), list(slots or ["cpu"]), threads,
+                     retry_failed, on_record, on_round, run_id)
     try:
-        for st in rounds.values():  # all rounds stored but not the record (a kill)
-            if st.pool.rounds_done < settings.rounds:
-                continue
-            if shared.take(st.cell):
-                sched.ended(st.cell, "ok")
-                finish(st.record(settings))
-            else:
-                sched.held_elsewhere(st.cell)
-        while not sched.done:
-            stored, orphans = shared.poll()
-            for rec in stored:
-                waiting = rec.cell_id in sched.state and sched.status_of(rec.cell_id) is None
-                sched.stored(Cell.make(**_key(rec)), rec.status)
-                if waiting and sched.status_of(rec.cell_id) is not None:
-                    finish(rec, mine=False)  # measured by another runner
-            for cell in orphans:  # taken over from a dead runner, with its stored rounds
-                _claimed_at(sched, rounds, cell, store)
-            for action in sched.next():
-                if not isinstance(action, (Start, Skip)):
-                    continue  # Wait
-                fresh = action.cell.cell_id not in shared.held
-                if fresh and not shared.take(action.cell):
-                    sched.held_elsewhere(action.cell)
-                elif isinstance(action, Skip):
-                    finish(Record.for_cell(action.cell, "skipped", (
-                        f"skipped: {action.cell.arch} hit {action.status} at n={action.at_len}")))
-                elif not fresh or _claimed_at(sched, rounds, action.cell, store):
-                    st = rounds.setdefault(action.cell.cell_id, CellRounds(action.cell))
-                    st.positions[action.round] = action.position
-                    procs.start(action.cell, action.slot, action.round, st.quiet(), st.k)
-            events = procs.wait(POLL_S) if procs and procs.procs else []
-            if not events and not (procs and any(p.busy for p in procs.procs.values())):
-                time.sleep(POLL_S)  # only waiting for other runners
-            for ev in events:
-                if isinstance(ev, RoundFinished):
-                    _round_done(ev, rounds[ev.cell.cell_id], store, on_round, settings.rounds)
-                    if sched.round_done(ev.cell, ev.msg.round):
-                        procs.close(ev.cell)
-                        sched.ended(ev.cell, "ok")
-                        finish(rounds[ev.cell.cell_id].record(settings, ev.slot))
-                    else:
-                        procs.rest(ev.cell)
-                elif isinstance(ev, CellEnded):
-                    sched.ended(ev.cell, ev.record.status)
-                    finish(ev.record)
+        run.store_finished_rounds()
+        while not run.sched.done:
+            run.hear_other_runners()
+            run.carry_out(run.sched.next())
+            run.hear_cells()
     finally:
-        if procs:
-            procs.kill_all()
-        shared.release_all()  # cells not finished here are free for another runner
-    return [known[c.cell_id] for c in cells if c.cell_id in known]
+        if run.procs:
+            run.procs.kill_all()
+        run.shared.release_all()  # cells not finished here are free for another runner
+    return [run.known[c.cell_id] for c in cells if c.cell_id in run.known]
+
+
+@dataclass
+class _Run:
+    """One call of ``run_cells``: the schedule, the cell processes, this runner's claims,
+    and what each cell's rounds left; each method turns one kind of event into the
+    schedule's terms or carries out its actions."""
+
+    sched: Schedule
+    procs: Processes | None
+    shared: SharedDir
+    store: RunDir
+    settings: RunSettings
+    known: dict[str, Record]  # the latest record of each cell
+    rounds: dict[str, CellRounds]
+    on_record: Callable[[Record], None] | None
+    on_round: Callable[[Cell, int, int], None] | None
+    run_id: str
+
+    @classmethod
+    def start(cls, cells: Sequence[Cell], settings: RunSettings, store: RunDir,
+              slots: list[str], threads: int, retry_failed: bool,
+              on_record: Callable[[Record], None] | None,
+              on_round: Callable[[Cell, int, int], None] | None, run_id: str) -> _Run:
+        known = store.latest_by_cell()
+        todo = cells_to_run(cells, known, retry_failed)
+        partial = store.read_rounds() if todo else {}
+        rounds = {c.cell_id: CellRounds.resumed(c, partial[c.cell_id])
+                  for c in todo if partial.get(c.cell_id)}
+        sched = Schedule(todo, slots, settings.rounds, settings.seed,
+                         known=_history(known, todo),
+                         resumed={cid: st.pool.rounds_done for cid, st in rounds.items()})
+        procs = Processes(settings, threads, len(slots)) if todo else None
+        return cls(sched, procs, SharedDir(store), store, settings, known, rounds, on_record,
+                   on_round, run_id)
+
+    def finish(self, rec: Record, mine: bool = True) -> None:
+        """A cell's record: stored (``mine``), or measured by another runner."""
+        if mine:
+            rec.run_id, rec.host = self.run_id, os.uname().nodename
+            self.store.append(rec)
+        self.known[rec.cell_id] = rec
+        if self.on_record:
+            self.on_record(rec)
+
+    def store_finished_rounds(self) -> None:
+        """Cells whose every round is stored but not their record (a kill in between)."""
+        for st in self.rounds.values():
+            if st.pool.rounds_done < self.settings.rounds:
+                continue
+            if self.shared.take(st.cell):
+                self.sched.ended(st.cell, "ok")
+                self.finish(st.record(self.settings))
+            else:
+                self.sched.held_elsewhere(st.cell)
+
+    def hear_other_runners(self) -> None:
+        """Records other runners stored (they count for the skip rule), and cells whose
+        owner died, taken over here with the rounds it stored."""
+        stored, orphans = self.shared.poll()
+        for rec in stored:
+            cid = rec.cell_id
+            waiting = cid in self.sched.state and self.sched.status_of(cid) is None
+            self.sched.stored(Cell.make(**_key(rec)), rec.status)
+            if waiting and self.sched.status_of(cid) is not None:
+                self.finish(rec, mine=False)
+        for cell in orphans:
+            _claimed_at(self.sched, self.rounds, cell, self.store)
+
+    def carry_out(self, actions: Sequence[Start | Skip | Wait]) -> None:
+        """Start rounds and store skips; a cell first claimed here may turn out to be held
+        by another runner (then it waits for that runner's record)."""
+        for action in actions:
+            if isinstance(action, Wait):
+                continue
+            cell = action.cell
+            fresh = cell.cell_id not in self.shared.held
+            if fresh and not self.shared.take(cell):
+                self.sched.held_elsewhere(cell)
+            elif isinstance(action, Skip):
+                self.finish(Record.for_cell(cell, "skipped", (
+                    f"skipped: {cell.arch} hit {action.status} at n={action.at_len}")))
+            elif not fresh or _claimed_at(self.sched, self.rounds, cell, self.store):
+                st = self.rounds.setdefault(cell.cell_id, CellRounds(cell))
+                st.positions[action.round] = action.position
+                self.procs.start(cell, action.slot, action.round, st.quiet(), st.k)
+
+    def hear_cells(self) -> None:
+        """Finished rounds and ended cells (or, with none busy, a pause while other
+        runners measure)."""
+        procs = self.procs
+        events = procs.wait(POLL_S) if procs and procs.procs else []
+        if not events and not (procs and any(p.busy for p in procs.procs.values())):
+            time.sleep(POLL_S)
+        for ev in events:
+            if isinstance(ev, CellEnded):
+                self.sched.ended(ev.cell, ev.record.status)
+                self.finish(ev.record)
+                continue
+            st = self.rounds[ev.cell.cell_id]
+            _round_done(ev, st, self.store, self.on_round, self.settings.rounds)
+            if self.sched.round_done(ev.cell, ev.msg.round):
+                procs.close(ev.cell)
+                self.sched.ended(ev.cell, "ok")
+                self.finish(st.record(self.settings, ev.slot))
+            else:
+                procs.rest(ev.cell)
 
 
 def _claimed_at(sched: Schedule, rounds: dict[str, CellRounds], cell: Cell,
