@@ -26,8 +26,9 @@ kernel runs (True) or the PyTorch path does (False):
   path on every version (a sequence that short is no place for a fused kernel anyway).
 
 The decision is a pure function of (kernel, device type, dtype, sequence length, heads,
-policy), marked ``torch.compiler.assume_constant_result`` so a compiled model decides once
-while tracing instead of breaking its graph. Inside :func:`kernel_log` every decision is
+policy), marked as ``torch.compiler.assume_constant_result`` marks
+(:func:`constant_when_compiled`), so a compiled model decides once while tracing instead
+of breaking its graph. Inside :func:`kernel_log` every decision is
 noted, which is how a measured cell records its ``kernel_path``.
 """
 
@@ -51,6 +52,24 @@ def float32_policy() -> str:
     """The float32 precision policy this process runs under, read from torch's own flags:
     ``"tf32"`` when cuBLAS matmuls may use TF32, else ``"strict"``."""
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "strict"
+
+
+def opaque_to_compile(fn: Any) -> Any:
+    """``torch.compiler.disable`` without importing ``torch._dynamo`` now: that import
+    costs 1.4 s at the start of every process that imports the adapters, and only the
+    fused-kernel paths (CUDA) call what it marks. torch's own lazy form: dynamo is
+    imported at the first call."""
+    from torch._compile import _disable_dynamo
+
+    return _disable_dynamo(fn)
+
+
+def constant_when_compiled(fn: Any) -> Any:
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo``: that
+    decorator only marks ``fn`` (torch/_dynamo/decorators.py); a test checks the mark is
+    the one torch sets."""
+    fn._dynamo_marked_constant = True
+    return fn
 
 
 @cache
@@ -174,7 +193,7 @@ def kernel_log() -> Iterator[KernelLog]:
         _LOG.reset(token)
 
 
-@torch.compiler.assume_constant_result
+@constant_when_compiled
 def _decide(key: str, device_type: str, dtype: torch.dtype, seq_len: int | None,
             heads: int | None) -> bool:
     kernel = KERNELS[key]

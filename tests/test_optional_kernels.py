@@ -225,3 +225,26 @@ def test_kernel_checks_skip_what_cannot_run():
     rows = check_kernels("cpu")
     assert [r.skipped for r in rows] == ["not on cuda"] * 3
     assert all(r.passed for r in rows)
+
+
+def test_compile_marks_are_torchs_without_importing_dynamo():
+    """``constant_when_compiled`` marks a function as torch's decorator does, and importing
+    the adapters leaves ``torch._dynamo`` (1.4 s) unimported until a kernel path needs it."""
+    import subprocess
+    import sys
+
+    from architectures.optional import constant_when_compiled
+
+    def ours():
+        pass
+
+    def theirs():
+        pass
+
+    constant_when_compiled(ours)
+    torch.compiler.assume_constant_result(theirs)
+    assert vars(ours) == vars(theirs) != {}
+    code = "import sys, architectures, workloads; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

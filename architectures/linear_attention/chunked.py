@@ -23,7 +23,12 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from architectures.optional import FLA_DELTA_RULE, FLA_LINEAR_ATTN, OptionalKernel
+from architectures.optional import (
+    FLA_DELTA_RULE,
+    FLA_LINEAR_ATTN,
+    OptionalKernel,
+    opaque_to_compile,
+)
 
 DEFAULT_CHUNK_SIZE = 64
 
@@ -107,7 +112,7 @@ def delta_rule(
     return torch.stack(out, dim=2).flatten(2, 3)[:, :, :n]
 
 
-@torch.compiler.disable  # fla's ops are opaque to dynamo (fla disables them itself)
+@opaque_to_compile  # fla's ops are opaque to dynamo (fla disables them itself)
 def _fla(kernel: OptionalKernel, name: str, q, k, v, **kw) -> torch.Tensor:
     """Call a flash-linear-attention op in its ``(batch, n, heads, dim)`` layout, scale 1."""
     fn = getattr(kernel.load(), name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from architectures.optional import MAMBA_SSM
+from architectures.optional import MAMBA_SSM, opaque_to_compile
 from architectures.scans import linear_scan, linear_scan_ref
 
 
@@ -55,7 +55,7 @@ def selective_scan(
     return torch.einsum("bnds,bns->bnd", h, C) + D * u
 
 
-@torch.compiler.disable  # a C++ extension behind an autograd.Function: opaque to dynamo
+@opaque_to_compile  # a C++ extension behind an autograd.Function: opaque to dynamo
 def _selective_scan_cuda(u, delta, A, B, C, D) -> torch.Tensor:
     """mamba-ssm's kernel in its layout: u, delta ``(batch, d_inner, n)`` in the input dtype,
     B, C ``(batch, d_state, n)`` in the input dtype (variable B/C), A and D float32
