@@ -116,3 +116,18 @@ class Build(_Faulty):
             raise {"MemoryError": MemoryError, "RuntimeError": RuntimeError}[build_error](
                 "injected at build")
         self.register_buffer("weight", torch.ones(build_mb * 2**18))  # every page touched
+
+
+@register("test-late", description="sleeps 20 ms per call; raises once `stop_file` exists",
+          **COMMON)
+class Late(_Faulty):
+    def __init__(self, input_size: int = 1, output_size: int = 10, fail_at: int = 1 << 30,
+                 hog_gb: float = 4.0, stop_file: str = "") -> None:
+        super().__init__(input_size, output_size, fail_at, hog_gb)
+        self.stop_file = stop_file
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stop_file and os.path.exists(self.stop_file):
+            raise RuntimeError("injected late failure")
+        time.sleep(0.02)
+        return self.proj(x)

@@ -120,3 +120,31 @@ seq_len = [1, 2, 3, 4]
         kept = [s for e in before.get(r.cell_id, []) for s in e["samples"]]
         assert r.samples[: len(kept)] == kept  # finished rounds were not measured again
         assert sorted(set(r.sample_rounds)) == [0, 1, 2, 3]
+
+
+def test_a_failure_in_a_later_round_names_its_round_once(tmp_path):
+    """A cell failing after its first round is stored as ``error`` whose message says
+    which round, once (it read "round 2: round 2: ..." when both sides prefixed it)."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.store.rundir import RunDir
+
+    root = Path(__file__).resolve().parent.parent
+    out, stop = tmp_path / "run", tmp_path / "stop"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--plugin", str(root / "tests" /
+         "fault_adapters.py"), "--arch", "test-late", "--workload", "forward", "--seq-len",
+         "4", "--batch", "1", "--preset", "tiny", "--set", f"stop_file={stop}", "--budget-s",
+         "3", "--rounds", "4", "--device", "cpu", "--out", str(out)],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(RunDir(out).read_rounds().values()) if out.exists() else True:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    stop.touch()
+    assert proc.wait(timeout=120) == 0
+    (rec,) = RunDir(out).records()
+    assert rec.status == "error" and "injected late failure" in rec.message
+    assert rec.message.startswith("round ") and rec.message.count("round ") == 1, rec.message
