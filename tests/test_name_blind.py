@@ -12,11 +12,10 @@ from harness.cli import main as cli_main
 from harness.errors import UsageError
 from harness.report import build_report, run_baseline, run_report_settings
 from harness.report.compare import compare_runs
-from harness.run.launchers import cells_to_run
 from harness.run.suites import load_suite
 from harness.run.sweep import plan
 from harness.store.load import load_run
-from harness.store.records import Cell, Record
+from harness.store.records import Cell, Record, cells_to_run
 from harness.store.rundir import RunDir
 from harness.store.status import sweep_status
 
