@@ -131,3 +131,33 @@ class Late(_Faulty):
             raise RuntimeError("injected late failure")
         time.sleep(0.02)
         return self.proj(x)
+
+
+@register("test-nan-later", description="finite on its first `fail_at` calls, NaN after",
+          **COMMON)
+class NaNLater(_Faulty):
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls = getattr(self, "calls", 0) + 1
+        y = self.proj(x)
+        return y * float("nan") if self.calls > self.fail_at else y
+
+
+@register("test-inplace", description="scales its input in place (x.mul_(1e30))", **COMMON)
+class InPlace(_Faulty):
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(1e30)
+        return self.proj(x).clamp(-1, 1)
+
+
+@register("test-output", description="forward_sequence returns `output` (none, tuple, shape, "
+          "int64) instead of its (batch, n, output_size) tensor", **COMMON)
+class BadOutput(_Faulty):
+    def __init__(self, input_size: int = 1, output_size: int = 10, fail_at: int = 1 << 30,
+                 hog_gb: float = 4.0, output: str = "none") -> None:
+        super().__init__(input_size, output_size, fail_at, hog_gb)
+        self.output = output
+
+    def forward_sequence(self, x: torch.Tensor):
+        y = self.proj(x)
+        return {"none": None, "tuple": (y, y), "shape": y[:, :1],
+                "int64": y.long()}[self.output]

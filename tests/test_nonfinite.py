@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness.cli import main as cli_main
-from harness.run.worker import NonFinite, check_finite
+from harness.run.checks import NonFinite, check_finite
 from harness.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +131,57 @@ def test_diverging_task_cell_is_recorded_nonfinite_with_the_step():
     assert rec.status == "nonfinite", rec.message
     assert f"diverged at step {rec.metrics['steps']}" in rec.message
     assert rec.metrics["stopped_by"] == "diverged" and rec.metrics["steps"] < 60
+
+
+def _run(tmp_path, capsys, arch: str, workload: str = "forward", *sets: str):
+    out = tmp_path / f"run-{arch}-{workload}-{'-'.join(sets)}"
+    args = ["run", "--plugin", PLUGIN, "--suite", "smoke", "--arch", f"test-ok,{arch}",
+            "--workload", workload, "--seq-len", "8", "--batch", "1", "--budget-s", "0.05",
+            "--rounds", "2", "--baseline", "test-ok", "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    code = cli_main(args)
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    recs = {r.arch: r for r in RunDir(out).records()}
+    assert recs["test-ok"].status == "ok"
+    return recs[arch], printed.out
+
+
+@pytest.mark.parametrize("workload", ["forward", "train"])
+def test_outputs_turning_nan_after_the_first_call_are_nonfinite(tmp_path, capsys, workload):
+    rec, printed = _run(tmp_path, capsys, "test-nan-later", workload, "fail_at=3")
+    assert rec.status == "nonfinite" and "from call 3 on" in rec.message, rec.message
+    assert rec.time_median_s is None and "×" not in printed
+
+
+def test_a_step_that_changes_its_input_in_place_is_an_error(tmp_path, capsys):
+    rec, printed = _run(tmp_path, capsys, "test-inplace")
+    assert rec.status == "error" and "changed its input in place" in rec.message, rec.message
+    assert rec.time_median_s is None and "×" not in printed
+
+
+@pytest.mark.parametrize("output, says", [
+    ("none", "returned NoneType"), ("tuple", "returned tuple"),
+    ("shape", "shape (1, 1, 10); expected a float32 tensor of shape (1, 8, 10)"),
+    ("int64", "returned a int64 tensor")])
+def test_an_output_that_breaks_the_contract_is_an_error(tmp_path, capsys, output, says):
+    rec, printed = _run(tmp_path, capsys, "test-output", "forward", f"output={output}")
+    assert rec.status == "error" and says in rec.message, rec.message
+    assert rec.time_median_s is None and "×" not in printed
+
+
+def test_float16_training_that_goes_nan_at_step_2_is_nonfinite(tmp_path, capsys):
+    """AdamW's eps (1e-8) underflows in float16: the loss is finite on step 1 and NaN
+    from step 2 on; it was timed as ok and read as a x3-4 speedup."""
+    out = tmp_path / "fp16"
+    code = cli_main(["run", "--arch", "lmu-fft,lstm", "--workload", "train,classify",
+                     "--dtype", "float16", "--seq-len", "16", "--batch", "1", "--budget-s",
+                     "0.2", "--rounds", "1", "--device", "cpu", "--baseline", "lstm",
+                     "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    recs = RunDir(out).records()
+    assert len(recs) == 4 and {r.status for r in recs} == {"nonfinite"}, [
+        (r.arch, r.workload, r.status, r.message) for r in recs]
+    assert "×" not in printed.out

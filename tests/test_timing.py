@@ -111,11 +111,14 @@ def test_budget_respected_for_slow_function():
 
 def test_call_longer_than_budget_gives_one_sample():
     cfg = TimingConfig(warmup_min_s=0.0, warmup_max_s=0.0, budget_s=0.05)
-    m = Timer(lambda: time.sleep(0.15), "cpu", cfg).measure()
+    m = Timer(lambda: time.sleep(0.15), "cpu", cfg).measure(contention=False)
     assert m.n == 1 and m.warmup_iters == 1
     assert m.median >= 0.15
     assert m.rel_ci is None and not m.noisy
     assert "n=1" in m.summary()
+    # measuring contention, a sample shorter than its 0.2 s window waits to be judged
+    judged = Timer(lambda: time.sleep(0.15), "cpu", cfg).measure()
+    assert judged.n >= 2 and len(judged.contention) == judged.n  # more if it was contended
 
 
 def test_max_samples_caps():
@@ -258,7 +261,7 @@ def test_count_flops_none_when_uncountable_or_failing():
 
 def test_required_samples_win_over_the_budget():
     cfg = TimingConfig(**FAST, budget_s=0.05, required_samples=5, target_rel_ci=1e-9)
-    m = Timer(lambda: time.sleep(0.03), "cpu", cfg).measure()
+    m = Timer(lambda: time.sleep(0.03), "cpu", cfg).measure(contention=False)
     assert m.n == 5 and m.stop_reason == "budget"
 
 
@@ -308,6 +311,7 @@ class _ScriptedMeter:
     own window, closed as it ends)."""
 
     bad: frozenset = frozenset()
+    pending = 0  # every window closed
 
     def __init__(self):
         self.n = 0

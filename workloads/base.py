@@ -20,6 +20,7 @@ from architectures import SequenceModel
 class Prepared:
     run: Callable[[], Any]  # one unit of work
     tokens: int  # tokens processed by one call of ``run``
+    inputs: tuple[torch.Tensor, ...] = ()  # what ``run`` reads: it must not change them
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. state_bytes after a stream
     # whether counting run()'s FLOPs (torch.utils.flop_counter) is meaningful and cheap; the
     # runner counts them on the first call, which it makes anyway
@@ -42,6 +43,34 @@ class Workload(Protocol):
     ) -> Prepared: ...
 
 
+class OutputContract(ValueError):
+    """An adapter's output breaks the ``SequenceModel`` contract: a floating tensor of the
+    input's dtype, ``(batch, n, output_size)`` from ``forward``, ``(batch, output_size)``
+    from ``forward_last`` and ``step``. Timing it would time something else than a model."""
+
+
+class FirstCall:
+    """Checks the first output passed through it against the contract (``what`` returned
+    a tensor of ``shape`` and ``dtype``); later outputs pass for one attribute test."""
+
+    def __init__(self, what: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.what, self.shape, self.dtype = what, shape, dtype
+        self.checked = False
+
+    def __call__(self, out: Any) -> Any:
+        if not self.checked:
+            self.checked = True
+            expected = f"a {str(self.dtype).removeprefix('torch.')} tensor of shape {self.shape}"
+            if not isinstance(out, torch.Tensor):
+                raise OutputContract(f"{self.what} returned {type(out).__name__}; "
+                                     f"expected {expected}")
+            if tuple(out.shape) != self.shape or out.dtype != self.dtype:
+                raise OutputContract(
+                    f"{self.what} returned a {str(out.dtype).removeprefix('torch.')} tensor "
+                    f"of shape {tuple(out.shape)}; expected {expected}")
+        return out
+
+
 def make_inputs(
     model: SequenceModel, batch: int, seq_len: int, device: torch.device, dtype: torch.dtype,
     seed: int,
@@ -52,7 +81,8 @@ def make_inputs(
     return x.to(device=device, dtype=dtype)
 
 
-def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens: int) -> Prepared:
+def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens: int,
+                  inputs: tuple[torch.Tensor, ...]) -> Prepared:
     """One AdamW step (lr 1e-4) on ``loss()``: what ``train`` and ``classify`` share, so the
     two differ only in their loss. The model is put in training mode first."""
     model.train()
@@ -65,4 +95,4 @@ def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens
         opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
         return value
 
-    return Prepared(run=run, tokens=tokens)
+    return Prepared(run=run, tokens=tokens, inputs=inputs)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from architectures import SequenceModel
-from workloads.base import Prepared, make_inputs, training_step
+from workloads.base import FirstCall, Prepared, make_inputs, training_step
 from workloads.registry import register
 
 
@@ -33,10 +33,12 @@ class Classify:
         g = torch.Generator(device="cpu").manual_seed(seed + 1)
         target = torch.randint(0, model.output_size, (batch,), generator=g).to(device)
 
+        checked = FirstCall("forward_last", (batch, model.output_size), x.dtype)
+
         def loss() -> torch.Tensor:
-            logits = model.forward_last(x)
+            logits = checked(model.forward_last(x))
             if logits.element_size() < 4:  # 16-bit logits: the loss in float32
                 logits = logits.float()
             return F.cross_entropy(logits, target)
 
-        return training_step(model, loss, batch * seq_len)
+        return training_step(model, loss, batch * seq_len, (x, target))

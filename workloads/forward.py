@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from architectures import SequenceModel
-from workloads.base import Prepared, make_inputs
+from workloads.base import FirstCall, Prepared, make_inputs
 from workloads.registry import register
 
 
@@ -20,9 +20,10 @@ class Forward:
     ) -> Prepared:
         x = make_inputs(model, batch, seq_len, device, dtype, seed)
         model.eval()
+        checked = FirstCall("forward", (batch, seq_len, model.output_size), x.dtype)
 
         @torch.no_grad()
         def run() -> torch.Tensor:
-            return model(x)
+            return checked(model(x))
 
-        return Prepared(run=run, tokens=batch * seq_len)
+        return Prepared(run=run, tokens=batch * seq_len, inputs=(x,))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from architectures import SequenceModel, state_nbytes
-from workloads.base import Prepared, make_inputs
+from workloads.base import FirstCall, Prepared, make_inputs
 from workloads.registry import register
 
 
@@ -29,6 +29,7 @@ class Stream:
         x = make_inputs(model, batch, seq_len, device, dtype, seed)
         model.eval()
         extras: dict[str, int] = {}
+        checked = FirstCall("step", (batch, model.output_size), x.dtype)
 
         @torch.no_grad()
         def run() -> torch.Tensor:
@@ -37,7 +38,8 @@ class Stream:
             for t in range(seq_len):
                 y, state = model.step(x[:, t], state)
             extras["state_bytes"] = state_nbytes(state)
-            return y
+            return checked(y)
 
         # thousands of tiny step() calls: counting would cost more than it tells
-        return Prepared(run=run, tokens=batch * seq_len, extras=extras, count_flops=False)
+        return Prepared(run=run, tokens=batch * seq_len, inputs=(x,), extras=extras,
+                        count_flops=False)

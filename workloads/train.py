@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from architectures import SequenceModel
-from workloads.base import Prepared, make_inputs, training_step
+from workloads.base import FirstCall, Prepared, make_inputs, training_step
 from workloads.registry import register
 
 
@@ -27,4 +27,6 @@ class Train:
         x = make_inputs(model, batch, seq_len, device, dtype, seed)
         g = torch.Generator(device="cpu").manual_seed(seed + 1)
         target = torch.randn(batch, seq_len, model.output_size, generator=g).to(device, dtype)
-        return training_step(model, lambda: F.mse_loss(model(x), target), batch * seq_len)
+        checked = FirstCall("forward", tuple(target.shape), x.dtype)
+        return training_step(model, lambda: F.mse_loss(checked(model(x)), target),
+                             batch * seq_len, (x, target))

@@ -241,16 +241,26 @@ class Timer:
         fn: Callable[[], object],
         device: str | torch.device = "cpu",
         config: TimingConfig | None = None,
+        check: Callable[[], None] | None = None,
     ) -> None:
+        """``check``: called after every batch of timed calls (warm-up included), outside
+        the timed region; it raises to stop a measurement whose calls went wrong."""
         if not callable(fn):
             raise ValueError(f"fn must be callable, got {type(fn).__name__}")
         self.fn = fn
         self.device = parse_device(device)
         self.config = config or TimingConfig()
+        self.check = check
 
     # -- one sample ---------------------------------------------------------------------
     def _time_calls(self, k: int) -> float:
-        """Seconds for ``k`` back-to-back calls (not divided)."""
+        """Seconds for ``k`` back-to-back calls (not divided), then ``check``."""
+        seconds = self._timed(k)
+        if self.check is not None:
+            self.check()
+        return seconds
+
+    def _timed(self, k: int) -> float:
         fn = self.fn
         if self.device.type == "cuda":
             with torch.cuda.device(self.device):
@@ -337,7 +347,9 @@ class Timer:
         meter = ContentionMeter() if contention else None
         # on CPU a contended sample does not count towards required_samples: another is
         # taken in its place, up to 3x required_samples in all (headline_samples then rests
-        # on the quiet ones)
+        # on the quiet ones). A sample is judged when its window (>= 0.2 s) closes, so with
+        # samples shorter than that the timer samples on until the open window closes
+        # before it decides that it has enough quiet ones.
         limit = threshold(torch.get_num_threads()) if self.device.type == "cpu" else None
         samples: list[float] = []
         ordered: list[float] = []
@@ -351,8 +363,10 @@ class Timer:
             while len(samples) < cfg.max_samples:
                 elapsed = time.perf_counter() - t0
                 over = elapsed >= cfg.budget_s or elapsed + last_wall > cfg.budget_s
-                spoilt = meter.contended_so_far(limit) if meter and limit is not None else 0
-                enough = (len(samples) - spoilt >= cfg.required_samples
+                judging = meter is not None and limit is not None
+                spoilt = meter.contended_so_far(limit) if judging else 0
+                unjudged = meter.pending if judging else 0
+                enough = (len(samples) - spoilt - unjudged >= cfg.required_samples
                           or len(samples) >= 3 * cfg.required_samples)
                 if over and len(samples) >= cfg.required_samples and enough:
                     stop = "budget"

@@ -27,6 +27,7 @@ from harness.measure.memory import MemoryTracker
 from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
 from harness.run import forkserver
 from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
+from harness.run.checks import CallCheck, ChangedInput, NonFinite, check_finite
 from harness.run.messages import CellRecord, RoundCommand, RoundDone
 from harness.run.plugins import load_plugins
 from harness.run.rounds import Pool, pooled_fields, samples_needed
@@ -42,40 +43,12 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
 
-class NonFinite(Exception):
-    """The workload's outputs or loss hold NaN or infinity: timing them would report
-    the speed of a broken computation as a result."""
-
-
-def check_finite(result: Any) -> None:
-    """Raise NonFinite if any floating tensor in ``result`` (a tensor, or a tuple, list or
-    dict of them, as a workload's call returns) holds NaN or infinity."""
-    tensors: list[torch.Tensor] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, torch.Tensor):
-            if x.is_floating_point() or x.is_complex():
-                tensors.append(x.detach())
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v)
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-
-    walk(result)
-    for t in tensors:
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            what = "the loss" if t.numel() == 1 else "the outputs"
-            raise NonFinite(f"{what} hold NaN or infinity on the first call ({bad} of "
-                            f"{t.numel()} values); not timed")
-
-
 def failure(exc: BaseException) -> tuple[str, str]:
     """The status and message of a cell that raised ``exc``."""
     if isinstance(exc, NonFinite):
         return "nonfinite", f"non-finite: {exc}"
+    if isinstance(exc, ChangedInput):
+        return "error", f"changed input: {exc}"
     return ("oom" if is_oom(exc) else "error"), describe(exc)
 
 
@@ -86,6 +59,7 @@ class Prepared:
     run: Callable[[], object]
     device: torch.device
     static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
+    check: Callable[[], None] | None = None  # after each sample: every call was sound
 
 
 def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Prepared:
@@ -129,7 +103,8 @@ def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Pr
     )
     if "state_bytes" in prep.extras:
         static["state_bytes"] = int(prep.extras["state_bytes"])
-    return Prepared(prep.run, device, static)
+    checked = CallCheck(prep.run, prep.inputs)  # after the tracker: its input copies
+    return Prepared(checked, device, static, checked.verify)
 
 
 def _eager_flops(run: Callable[[], object]) -> float | None:
@@ -166,7 +141,8 @@ def measure_round(
         budget_s=settings.budget_s / settings.rounds,
         required_samples=samples_needed(taken, round_index, settings.rounds, MIN_SAMPLES),
     )
-    m = Timer(p.run, p.device, config).measure(warmup=warmup, calls_per_sample=calls_per_sample)
+    m = Timer(p.run, p.device, config, check=p.check).measure(
+        warmup=warmup, calls_per_sample=calls_per_sample)
     return RoundDone(
         round=round_index,
         samples=list(m.samples),
