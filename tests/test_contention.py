@@ -197,3 +197,37 @@ def test_under_bursty_load_quiet_samples_recover_the_ratio_where_all_samples_do_
         err_quiet.append(abs(quiet / 2 - 1))
     assert np.mean(np.array(err_all) > 0.15) > 0.35
     assert np.mean(np.array(err_quiet) > 0.15) < 0.15
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_short_contended_samples_are_judged_before_the_timer_stops(monkeypatch, busy):
+    """80 ms samples under a neighbour using every core: a window closes only after 0.2 s,
+    so the timer used to stop at its 2 required samples before any was judged (0 quiet).
+    It now samples on until the open window closes and replaces contended ones (up to 3x
+    the required); on a quiet machine it stops as soon as the window is judged."""
+    import os
+
+    import harness.measure.contention as contention
+    from harness.measure.timing import Timer, TimingConfig
+
+    cpus = os.cpu_count() or 1
+
+    def read() -> CpuTimes:
+        wall, own = time.perf_counter(), time.process_time()
+        return CpuTimes(wall, (cpus * wall if busy else 0.0) + own, 0.0, own)
+
+    class Scripted(contention.ContentionMeter):
+        def __init__(self) -> None:
+            super().__init__(reader=read)
+
+    monkeypatch.setattr(contention, "ContentionMeter", Scripted)
+    config = TimingConfig(warmup_min_s=0.0, warmup_max_s=0.0, required_samples=2,
+                          min_samples=50, budget_s=0.05, min_sample_s=0.0)
+    m = Timer(lambda: time.sleep(0.08), "cpu", config).measure(calls_per_sample=1)
+    limit = threshold(1)
+    assert len(m.contention) == m.n
+    quiet = sum(v <= limit for v in m.contention)
+    if busy:
+        assert m.n == 6 and quiet == 0  # judged, replaced, and the cap reached
+    else:
+        assert quiet == m.n and 2 <= m.n <= 4  # the required 2, then the window's close

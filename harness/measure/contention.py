@@ -128,6 +128,11 @@ class ContentionMeter:
         self._values += [value] * self._pending
         self._pending, self._start = 0, None
 
+    @property
+    def pending(self) -> int:
+        """Samples of the open window: not judged until it closes."""
+        return self._pending if self._start is not None else 0
+
     def contended_so_far(self, limit: float) -> int:
         """Samples of the closed windows whose contention passed ``limit`` (cores)."""
         return sum(v > limit for v in self._values)
