@@ -38,6 +38,9 @@ from harness.store.records import Cell
 from tests.old_rules import OldRules
 
 OUTCOMES = ["ok", "ok", "ok", "error", "oom", "timeout", "nonfinite"]
+# "short": the round is fine but left the cell too few quiet samples; after its last
+# round the runner asks for another (``Schedule.again``, at most EXTRA per cell)
+EXTRA = 2
 
 
 @dataclass
@@ -54,6 +57,7 @@ class SharedRun(RuleBasedStateMachine):
     ``KILLS``: runners may be killed and new ones started (resumes, take-overs)."""
 
     PLAN: type = Schedule
+    OUTCOMES = [*OUTCOMES, "short"]
     SLOTS: list[str] | None = None
     RUNNERS: int | None = None
     SAME_CELLS = False
@@ -75,6 +79,7 @@ class SharedRun(RuleBasedStateMachine):
                       for a in ("a", "b") for n in (8, 16, 32)]
         self.records: dict[str, list[str]] = {}  # cell id -> statuses written
         self.pools: dict[str, Pool] = {}  # cell id -> its stored rounds (rounds.jsonl)
+        self.extra: dict[str, int] = {}  # cell id -> rounds added after its planned ones
         self.claims: dict[str, int] = {}  # cell id -> runner index
         self.runners: list[Runner] = []
         for _ in range(self.RUNNERS or data.draw(st.integers(1, 3), label="runners")):
@@ -101,8 +106,21 @@ class SharedRun(RuleBasedStateMachine):
         return self.PLAN(todo, self.slots, self.rounds, seed=1, known=known, resumed=resumed)
 
     def _new_runner(self, data) -> None:
-        cells = self._subset(data)
-        self.runners.append(Runner(self._plan(cells), cells))
+        self._start_runner(self._subset(data))
+
+    def _start_runner(self, cells: list[Cell]) -> None:
+        """A runner over ``cells``; as run_cells does first, it records the cells whose
+        every round (extra ones included) a killed runner stored, when it can claim them."""
+        r = Runner(self._plan(cells), cells)
+        i = len(self.runners)
+        self.runners.append(r)
+        for cell in cells:
+            if cell.cell_id in r.sched.state and self._stored(cell.cell_id) >= self.rounds:
+                if self._claim(i, cell):
+                    self._write(i, cell, "ok")
+                    r.sched.ended(cell, "ok")
+                else:
+                    r.sched.held_elsewhere(cell)
 
     def _claim(self, i: int, cell: Cell) -> bool:
         owner = self.claims.get(cell.cell_id)
@@ -167,11 +185,16 @@ class SharedRun(RuleBasedStateMachine):
         """The ``k``-th round runner ``i`` sent ends with ``outcome``."""
         r = self.runners[i]
         cell, rnd, _ = r.running.pop(k)
-        if outcome == "ok":
+        if outcome in ("ok", "short"):
             # the runner adds each finished round to the cell's pool (CellRounds.add),
             # which raises when rounds come out of order
             self.pools.setdefault(cell.cell_id, Pool()).add(rnd, [1.0])
-            if r.sched.round_done(cell, rnd):
+            if not r.sched.round_done(cell, rnd):
+                return
+            if outcome == "short" and self.extra.get(cell.cell_id, 0) < EXTRA:
+                self.extra[cell.cell_id] = self.extra.get(cell.cell_id, 0) + 1
+                r.sched.again(cell)
+            else:
                 self._write(i, cell, "ok")
                 r.sched.ended(cell, "ok")
         else:
@@ -188,7 +211,11 @@ class SharedRun(RuleBasedStateMachine):
                 r.sched.stored(state.cell, self.records[cid][-1])
                 progressed = True
             elif self._claim(i, state.cell):  # its owner died
-                r.sched.claimed(state.cell, self._stored(cid))
+                if self._stored(cid) >= self.rounds:  # ... after its last round: recorded
+                    self._write(i, state.cell, "ok")
+                    r.sched.ended(state.cell, "ok")
+                else:
+                    r.sched.claimed(state.cell, self._stored(cid))
                 progressed = True
         return progressed
 
@@ -211,7 +238,7 @@ class SharedRun(RuleBasedStateMachine):
         busy = [(i, k) for i in self._alive() for k in range(len(self.runners[i].running))]
         if busy:
             i, k = data.draw(st.sampled_from(busy), label="round")
-            self.finish(i, k, data.draw(st.sampled_from(OUTCOMES), label="outcome"))
+            self.finish(i, k, data.draw(st.sampled_from(self.OUTCOMES), label="outcome"))
 
     @rule(data=st.data())
     def look_around(self, data):
@@ -238,7 +265,8 @@ class SharedRun(RuleBasedStateMachine):
     @invariant()
     def rounds_never_pass_the_plan(self):
         if hasattr(self, "rounds"):
-            assert all(p.rounds_done <= self.rounds for p in self.pools.values())
+            assert all(p.rounds_done <= self.rounds + self.extra.get(cid, 0)
+                       for cid, p in self.pools.items())
 
     def teardown(self):
         """Drain: the live runners (or one fresh runner over every cell, when none is
@@ -247,7 +275,7 @@ class SharedRun(RuleBasedStateMachine):
             return
         type(self).examples += 1
         if not self._alive():
-            self.runners.append(Runner(self._plan(self.cells), self.cells))
+            self._start_runner(self.cells)
         for _ in range(10_000):
             alive = [i for i in self._alive() if not self.runners[i].sched.done]
             if not alive:
@@ -269,9 +297,10 @@ class SharedRun(RuleBasedStateMachine):
 def shared_run(plan: type, *, slots: list[str] | None = None, runners: int | None = None,
                same_cells: bool = False, kills: bool = True) -> type[SharedRun]:
     """The machine over ``plan`` (``Schedule`` or ``OldRules``), with fresh counters."""
+    outcomes = [*OUTCOMES, "short"] if hasattr(plan, "again") else OUTCOMES
     return type(f"SharedRun{plan.__name__}", (SharedRun,), dict(
-        PLAN=plan, SLOTS=slots, RUNNERS=runners, SAME_CELLS=same_cells, KILLS=kills,
-        examples=0, steps=0))
+        PLAN=plan, OUTCOMES=outcomes, SLOTS=slots, RUNNERS=runners, SAME_CELLS=same_cells,
+        KILLS=kills, examples=0, steps=0))
 
 
 EXPLORE = settings(max_examples=300, stateful_step_count=40, deadline=None,
@@ -381,3 +410,44 @@ def test_work_left_with_nothing_to_do_is_an_error_naming_the_cells():
     s.state[start.cell.cell_id].rounds_done = 1
     with pytest.raises(Stalled, match="a/forward/n16"):
         s.next()
+
+
+def test_an_extra_round_comes_after_the_planned_rounds_of_the_others():
+    """A cell short of quiet samples after its last round asks ``again``: its extra round
+    runs once the cells beside it have run their planned rounds (lowest round first)."""
+    a, b = (Cell.make(arch=x, workload="forward", seq_len=8, batch=1) for x in "ab")
+    s = Schedule([a, b], ["cpu"], rounds=2, seed=0)
+    order = []
+    while not s.done:
+        (act,) = s.next()
+        order.append((act.cell.arch, act.round))
+        if s.round_done(act.cell, act.round):
+            if act.cell is a and act.round == 1:
+                s.again(a)
+            else:
+                s.ended(act.cell, "ok")
+    assert order.index(("a", 2)) > order.index(("b", 1))
+    assert sorted(order) == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
+    with pytest.raises(ValueError, match="only after its last round"):
+        Schedule([a], ["cpu"], rounds=2).again(a)
+
+
+def test_a_cell_short_of_quiet_samples_wants_a_bounded_number_of_extra_rounds():
+    from harness.run.messages import RoundDone
+    from harness.run.runner import CellRounds
+    from harness.run.settings import RunSettings
+
+    settings = RunSettings(rounds=2)
+    cell = Cell.make(arch="a", workload="forward", seq_len=8, batch=1)
+    st = CellRounds(cell, static={"tokens": 8})
+    for r in range(2):  # every sample contended (5 cores of others)
+        st.add(RoundDone(round=r, samples=[1.0] * 3, contention=[5.0] * 3, k=1), r)
+    assert st.wants_another(settings)
+    for r in (2, 3):
+        st.add(RoundDone(round=r, samples=[1.0] * 3, contention=[5.0] * 3, k=1), 0)
+    assert not st.wants_another(settings)  # its own budget again, then it stays flagged
+    assert "2 extra round(s)" in st.record(settings).message
+    quiet = CellRounds(cell)
+    for r in range(2):
+        quiet.add(RoundDone(round=r, samples=[1.0] * 3, contention=[0.0] * 3, k=1), r)
+    assert not quiet.wants_another(settings)

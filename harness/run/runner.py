@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.measure.timing import MIN_SAMPLES
 from harness.run.messages import RoundDone
 from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
@@ -59,12 +60,23 @@ class CellRounds:
         """Samples so far that count towards the cell's minimum: contended ones do not."""
         return self.pool.quiet(self.threads or 1)
 
+    def wants_another(self, settings: RunSettings) -> bool:
+        """After its planned rounds, whether the cell should get one more: a neighbour's
+        burst left it fewer than ``MIN_SAMPLES`` quiet samples. At most ``rounds`` extra
+        rounds (its own budget again); a machine loaded throughout leaves it flagged."""
+        extra = self.pool.rounds_done - settings.rounds
+        return (bool(self.pool.contention) and self.quiet() < MIN_SAMPLES
+                and extra < settings.rounds)
+
     def record(self, settings: RunSettings, slot: str = "") -> Record:
         fields_ = pooled_fields(
             self.static or {}, self.pool, noise_threshold=settings.noise_threshold,
             threads=self.threads or 1, warmup_s=self.warmup_s, stop_reason=self.stop_reason,
             calls_per_sample=self.k or 1,
         )
+        extra = self.pool.rounds_done - settings.rounds
+        if extra > 0:
+            fields_["message"] += f"; {extra} extra round(s): too few quiet samples"
         if slot and slot != self.cell.device:
             fields_["message"] = f"[ran on {slot}] {fields_['message']}"
         return Record.for_cell(self.cell, "ok", started_at=self.started_at, wall_s=self.wall_s,
@@ -271,7 +283,7 @@ class _Run:
             if waiting and self.sched.status_of(cid) is not None:
                 self.finish(rec, mine=False)
         for cell in orphans:
-            _claimed_at(self.sched, self.rounds, cell, self.store)
+            self.take_over(cell)
 
     def carry_out(self, actions: Sequence[Start | Skip | Wait]) -> None:
         """Start rounds and store skips; a cell first claimed here may turn out to be held
@@ -286,10 +298,25 @@ class _Run:
             elif isinstance(action, Skip):
                 self.finish(Record.for_cell(cell, "skipped", (
                     f"skipped: {cell.arch} hit {action.status} at n={action.at_len}")))
-            elif not fresh or _claimed_at(self.sched, self.rounds, cell, self.store):
+            elif not fresh or self.take_over(cell):
                 st = self.rounds.setdefault(cell.cell_id, CellRounds(cell))
                 st.positions[action.round] = action.position
                 self.procs.start(cell, action.slot, action.round, st.quiet(), st.k)
+
+    def take_over(self, cell: Cell) -> bool:
+        """This runner now holds ``cell``: with the rounds the store has of it (a dead
+        runner may have left some), or recorded at once when all are there (it died
+        before the record). True when the round the schedule meant can start."""
+        entries = self.store.read_rounds().get(cell.cell_id, [])
+        if entries:
+            self.rounds[cell.cell_id] = CellRounds.resumed(cell, entries)
+        else:
+            self.rounds.pop(cell.cell_id, None)
+        if len(entries) < self.settings.rounds:
+            return self.sched.claimed(cell, len(entries))
+        self.sched.ended(cell, "ok")
+        self.finish(self.rounds[cell.cell_id].record(self.settings))
+        return False
 
     def hear_cells(self) -> None:
         """Finished rounds and ended cells (or, with none busy, a pause while other
@@ -305,24 +332,15 @@ class _Run:
                 continue
             st = self.rounds[ev.cell.cell_id]
             _round_done(ev, st, self.store, self.on_round, self.settings.rounds)
-            if self.sched.round_done(ev.cell, ev.msg.round):
+            if not self.sched.round_done(ev.cell, ev.msg.round):
+                procs.rest(ev.cell)
+            elif st.wants_another(self.settings):
+                self.sched.again(ev.cell)
+                procs.rest(ev.cell)
+            else:
                 procs.close(ev.cell)
                 self.sched.ended(ev.cell, "ok")
                 self.finish(st.record(self.settings, ev.slot))
-            else:
-                procs.rest(ev.cell)
-
-
-def _claimed_at(sched: Schedule, rounds: dict[str, CellRounds], cell: Cell,
-                store: RunDir) -> bool:
-    """Tell the schedule this runner now holds ``cell`` with the rounds the store has of
-    it (a dead runner may have left some); False when it must plan the cell again."""
-    entries = store.read_rounds().get(cell.cell_id, [])
-    if entries:
-        rounds[cell.cell_id] = CellRounds.resumed(cell, entries)
-    else:
-        rounds.pop(cell.cell_id, None)
-    return sched.claimed(cell, len(entries))
 
 
 def _key(rec: Record) -> dict[str, Any]:

@@ -20,6 +20,9 @@ Rules:
   name ``cpu``, so any CPU slot serves), lowest round first, in the seeded visiting
   order of that round (``rounds.visiting_order``). A cell runs one round at a time, so
   its rounds are added in order.
+- **Extra rounds** (:meth:`Schedule.again`): a cell whose planned rounds left it short
+  of quiet samples (a neighbour's burst) gets one more round, after the planned rounds
+  of the cells beside it (lowest round first), so an intermittent load is sampled past.
 - Round 0 takes precedence, but a cell waiting for another runner's record never holds
   back later rounds: a runner keeps working on what it has, and the runner it waits for
   never waits on it in turn, so two runners on one directory cannot deadlock.
@@ -85,6 +88,7 @@ class _State:
     home: str | None = None  # where its round 0 ran (its later rounds go there)
     elsewhere: bool = False  # another runner holds it
     final: str | None = None  # its record's status, once it has one
+    extra: int = 0  # rounds added after its planned ones (``again``)
 
 
 @dataclass
@@ -151,7 +155,16 @@ class Schedule:
             raise ValueError(f"{cell.cell_id}: round {r} finished after {st.rounds_done}")
         st.rounds_done += 1
         self._free(st)
-        return st.rounds_done >= self.rounds
+        return st.rounds_done >= self.rounds + st.extra
+
+    def again(self, cell: Cell) -> None:
+        """``cell``'s last round is done but it wants one more (too few quiet samples):
+        it runs after the cells still in lower rounds."""
+        st = self.state[cell.cell_id]
+        if st.final is not None or st.slot is not None or \
+                st.rounds_done < self.rounds + st.extra:
+            raise ValueError(f"{cell.cell_id}: again() only after its last round")
+        st.extra += 1
 
     def ended(self, cell: Cell, status: str) -> None:
         """``cell`` has its record (``ok`` after its last round, or a failure)."""
@@ -237,7 +250,7 @@ class Schedule:
                 return self._start(cell, slot, 0)
         for slot in dict.fromkeys(self.free):
             later = [st for st in self.state.values() if st.final is None and not st.elsewhere
-                     and st.slot is None and 0 < st.rounds_done < self.rounds
+                     and st.slot is None and 0 < st.rounds_done < self.rounds + st.extra
                      and st.home == slot]
             if later:
                 r = min(st.rounds_done for st in later)
