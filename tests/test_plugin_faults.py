@@ -59,7 +59,7 @@ def test_a_segfaulting_adapter_fails_its_profile_only(tmp_path, capsys):
                          "--preset", "tiny", "--set", "fail_at=1",
                          "--out", str(tmp_path / "prof"), *FAST_PROFILE)
     assert code == 1, out + err
-    assert "failed: cell process died (SIGSEGV" in out
+    assert "failed: cell process died from SIGSEGV (crash" in out
     done = [p.parent.name for p in (tmp_path / "prof").glob("*/profile.json")]
     assert len(done) == 1 and done[0].startswith("test-ok")
 
