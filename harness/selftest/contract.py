@@ -1,4 +1,5 @@
-"""The adapter contract, checked on one device for every registered adapter.
+"""Stage 2, **contract**: the adapter contract, checked on one device for every registered
+adapter.
 
 The same promises tests/test_contract.py holds adapters to on the CPU, asked of an
 installation on the device it will measure on (cuDNN, cuFFT and fused kernels differ
@@ -9,11 +10,12 @@ Tiny preset, at a non-reference input/output size so feature-size mix-ups show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 import architectures
+from harness.selftest.verdict import Check, Outcome
 
 IN, OUT, BATCH, N = 3, 5, 2, 24
 CAUSAL_T = 9  # perturbed step
@@ -105,5 +107,23 @@ def _check(name: str, device: torch.device, res: ContractResult) -> None:
                                 f"(bound {F32_ATOL:g} + {F32_RTOL:g}·|y|)")
 
 
-def check_all(device: str | torch.device) -> list[ContractResult]:
-    return [check_adapter(name, device) for name in architectures.available()]
+def check_contract(device: str, archs: tuple[str, ...] | None) -> Check:
+    """Every adapter of ``archs`` (None: all registered) on ``device``: one table row each."""
+    names = list(archs or architectures.available())
+    results = [check_adapter(n, device) for n in names]
+    failed = [r for r in results if not r.passed]
+    lines = ["| adapter | causal leak | forward_last − last | step − forward | "
+             "float32 − float64 | result |", "|---|---|---|---|---|---|"]
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1e}"
+
+    for r in results:
+        lines.append(f"| {r.arch} | {fmt(r.causal_leak)} | {fmt(r.last_err)} | "
+                     f"{fmt(r.step_err)} | "
+                     f"{fmt(r.f32_err)} | {'ok' if r.passed else '; '.join(r.failures)} |")
+    brief = (f"{len(results) - len(failed)} of {len(results)} adapters keep the contract"
+             + (f"; failed: {', '.join(f'{r.arch} ({r.failures[0]})' for r in failed)}"
+                if failed else ""))
+    return Check("contract", Outcome.FAIL if failed else Outcome.PASS, brief, brief=brief,
+                 lines=lines, data={"results": [asdict(r) for r in results]})
