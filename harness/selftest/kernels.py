@@ -69,8 +69,11 @@ def check_kernels(device: str, strict: bool = False) -> Check:
              "|---|---|---|---|---|---|"]
     for r in rows:
         err = "-" if r.rel_err is None else f"{r.rel_err:.2e}"
-        result = ("ok" if r.passed else "OUTSIDE") if r.rel_err is not None else (
-            f"{outcomes[r.kernel].value}: {r.skipped}")
+        if r.rel_err is None:  # the short cause, then the kernel's own reason
+            why = "; ".join(dict.fromkeys([causes[r.kernel], r.skipped]))
+            result = f"{outcomes[r.kernel].value}: {why}"
+        else:
+            result = "ok" if r.passed else "OUTSIDE"
         lines.append(f"| {r.kernel} | {r.label or '-'} | {r.dtype} | {err} | {r.bound:g} | "
                      f"{result} |")
     brief = f"{len(ran)} of {len(rows)} run"
