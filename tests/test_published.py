@@ -90,9 +90,9 @@ def test_file_is_valid_toml_with_only_figure_tables():
 
 
 def add(store, arch, workload, n, batch, *, preset="small", median=None, metrics=None,
-        device="cpu"):
+        device="cpu", overrides=None):
     cell = Cell.make(arch=arch, workload=workload, seq_len=n, batch=batch, preset=preset,
-                     device=device)
+                     device=device, overrides=overrides)
     if metrics is not None:
         rec = Record.for_cell(cell, "ok", samples=[0.1] * 5, time_median_s=0.1,
                               time_min_s=0.1, n_samples=5, metrics=metrics)
@@ -171,3 +171,25 @@ def test_a_speedup_from_thin_cells_is_marked(tmp_path):
     t = published_table(load_runs([root])).set_index("figure")
     assert t.loc["parallel-lmu-training-speedup"]["measured"].endswith("‡ thin: 1 sample(s)")
 
+
+
+def test_a_speedup_pairs_cells_of_the_same_overrides(tmp_path):
+    """Both archs at the default and at ``--set order=64``: the figure is the best matched
+    pair (250× at order 64; 100× at the default), never the default lmu against lmu-fft at
+    order 64 (500×), as the speedup tables pair them (FACET_KEYS)."""
+    from harness.report import load_runs
+    from harness.report.tables import speedup_table
+
+    root = tmp_path / "orders"
+    store = RunDir(root).ensure()
+    store.write_env({"device_name": "cpu: Test CPU", "hostname": "h"})
+    for arch, order, median in (("lmu", None, 1.0), ("lmu-fft", None, 0.01),
+                                ("lmu", 64, 0.5), ("lmu-fft", 64, 0.002)):  # fmt: skip
+        add(store, arch, "classify", 784, 100, median=median,
+            overrides={"order": order} if order else None)
+    df = load_runs([root])
+    sp = published_table(df).set_index("figure").loc["parallel-lmu-training-speedup"]
+    assert sp["measured_value"] == pytest.approx(250.0)
+    assert sp["measured"].startswith("up to 250× at n = 784") and "order=64" in sp["measured"]
+    tables = speedup_table(df, "lmu", n_resamples=50)
+    assert tables.loc[tables["arch"] == "lmu-fft", "speedup"].max() == pytest.approx(250.0)

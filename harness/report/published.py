@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness.report.tables import to_markdown
+from harness.store.load import FACET_KEYS
 
 QUANTITIES = ("speedup", "accuracy", "test-bound")
 STATISTICS = {  # what a measured row's number is, by quantity
@@ -162,10 +163,19 @@ def _thin(row: pd.Series, suffix: str = "") -> str:
     return ""
 
 
+def _settings(r: pd.Series) -> str:
+    """The cell's compile mode and ``--set`` overrides, where it has any."""
+    compiled = f"compile {r['compile']}" if r.get("compile", "none") != "none" else ""
+    return "".join(f", {x}" for x in (compiled, r.get("overrides_key", "")) if x)
+
+
 def _speedups(df: pd.DataFrame, fig: Figure) -> list[Measured]:
+    """The best ratio per device over cells paired as the speedup tables pair them (same
+    facet, :data:`FACET_KEYS`, and length): an arch at ``--set order=64`` is never set
+    against its baseline at the default order, nor a compiled one against an eager one."""
     stat = fig.measure["statistic"]
     a, b = _ok(df, fig, fig.measure["arch"]), _ok(df, fig, fig.measure["baseline"])
-    keys = ["device_label", "workload", "preset", "batch", "dtype", "seq_len"]
+    keys = [k for k in (*FACET_KEYS, "seq_len") if k in df.columns]
     merged = a.merge(b, on=keys, suffixes=("", "_base"))
     merged = merged[(merged[stat] > 0) & (merged[f"{stat}_base"] > 0)]
     out = []
@@ -173,8 +183,10 @@ def _speedups(df: pd.DataFrame, fig: Figure) -> list[Measured]:
         ratio = g[f"{stat}_base"] / g[stat]
         r = g.loc[ratio.idxmax()]
         best = float(ratio.max())
-        where = f"n = {r['seq_len']}, batch {r['batch']}, preset {r['preset']}, {r['workload']}"
-        span = f" (over n = {g['seq_len'].min()}–{g['seq_len'].max()})" if len(g) > 1 else ""
+        where = (f"n = {r['seq_len']}, batch {r['batch']}, preset {r['preset']}, "
+                 f"{r['workload']}{_settings(r)}")
+        span = (f" (over n = {g['seq_len'].min()}–{g['seq_len'].max()})"
+                if g["seq_len"].nunique() > 1 else "")
         thin = _thin(r) or _thin(r, "_base")
         out.append(_measured(
             label, r, best, f"{'up to ' if len(g) > 1 else ''}{best:.3g}× at {where}{span}{thin}"))
