@@ -48,14 +48,18 @@ def damage(root: Path, how: str) -> None:
         (root / "plan.json").write_text("{\"cells\": [")
     elif how == "plan-bad-cells":
         (root / "plan.json").write_text(json.dumps({"cells": [1, {"cell_id": 5}, "x"]}))
-    elif how in ("missing-field", "wrong-type", "nan-field", "bad-status", "not-object"):
+    elif how in RECORD_DAMAGE:
         d = json.loads(lines[1])
         if how == "missing-field":
             del d["status"]
         elif how == "wrong-type":
             d["seq_len"], d["samples"] = "sixteen", "x"
-        elif how == "nan-field":
-            d["time_median_s"] = float("nan")
+        elif how in FIGURE_DAMAGE:
+            field, value = FIGURE_DAMAGE[how]
+            if field == "samples":
+                d["samples"][2] = value
+            else:
+                d[field] = value
         elif how == "bad-status":
             d["status"] = "great"
         lines[1] = "[1, 2, 3]" if how == "not-object" else json.dumps(d)
@@ -64,7 +68,16 @@ def damage(root: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-RECORD_DAMAGE = ("missing-field", "wrong-type", "nan-field", "bad-status", "not-object")
+# a figure no measurement gives, as (field, value); compare must never trust one
+FIGURE_DAMAGE = {
+    "nan-field": ("time_median_s", float("nan")),
+    "negative-median": ("time_median_s", -1e-3),
+    "text-median": ("time_median_s", "abc"),
+    "negative-sample": ("samples", -1e-3),
+    "negative-memory": ("peak_mem_bytes", -4096),
+    "negative-count": ("n_samples", -6),
+}
+RECORD_DAMAGE = ("missing-field", "wrong-type", "bad-status", "not-object", *FIGURE_DAMAGE)
 ALL_DAMAGE = ("env-not-json", "env-a-list", "plan-not-json", "plan-bad-cells") + RECORD_DAMAGE
 
 

@@ -23,6 +23,13 @@ DONE = ("ok", "skipped")
 FAILED = tuple(s for s in STATUSES if s not in DONE)
 
 
+class DamagedRecordWarning(UserWarning):
+    """A line of records.jsonl that parsed but is no record (:meth:`Record.problem`).
+
+    Readers skip it and go on; a gate (``compare --fail-on-regression``) must not pass over
+    the cell it held, so the warning has its own category to be told apart by."""
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of a sweep grid."""
@@ -128,8 +135,9 @@ class Record:
     def problem(cls, d: Any) -> str | None:
         """Why ``d`` (a parsed line of records.jsonl) is not a record, or None if it is.
 
-        Readers skip such lines with a warning instead of failing on them later: a field
-        missing, of the wrong type, non-finite, or an unknown status."""
+        Readers skip such lines with a warning instead of failing on them later, or
+        trusting them: a field missing, of the wrong type, a figure non-finite or negative
+        (see :func:`_type_problem`), or an unknown status."""
         why = _fields_problem(cls, d, _FIELD_TYPES)
         if why:
             return why
@@ -155,7 +163,13 @@ def _fields_problem(cls: type, d: Any, types: dict[str, Any]) -> str | None:
 
 
 def _type_problem(value: Any, kind: Any) -> str | None:
-    """Why ``value`` does not fit the annotation ``kind`` (the few kinds Record uses)."""
+    """Why ``value`` does not fit the annotation ``kind`` (the few kinds Record uses).
+
+    Every number a record or a round holds (a time, a size in bytes, a count, a rate, a
+    share of cores) must be finite and non-negative: a negative sample would make a median
+    of -1 ms that every ratio then trusts. Zero is allowed: no memory above the baseline,
+    no contention, an IQR of identical samples, no samples of a failed cell; a zero median
+    is left to whoever divides by it (``compare`` refuses it)."""
     args = typing.get_args(kind)
     origin = typing.get_origin(kind)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -167,12 +181,12 @@ def _type_problem(value: Any, kind: Any) -> str | None:
         return None if isinstance(value, bool) else f"is {value!r}, not a boolean"
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else f"is {value!r}, not an integer"
+        return _sign_problem(value) if ok else f"is {value!r}, not an integer"
     if kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok:
             return f"is {value!r}, not a number"
-        return None if math.isfinite(value) else f"is {value!r}, not finite"
+        return _sign_problem(value) if math.isfinite(value) else f"is {value!r}, not finite"
     if kind is str:
         return None if isinstance(value, str) else f"is {value!r}, not a string"
     if origin is list:
@@ -186,6 +200,11 @@ def _type_problem(value: Any, kind: Any) -> str | None:
     if origin is dict or kind is dict:
         return None if isinstance(value, dict) else f"is {type(value).__name__}, not an object"
     return None
+
+
+def _sign_problem(value: int | float) -> str | None:
+    """A negative figure: no time, size, count or rate a record holds can be one."""
+    return f"is {value!r}, negative" if value < 0 else None
 
 
 _FIELD_TYPES = typing.get_type_hints(Record)
@@ -217,15 +236,13 @@ class RoundEntry:
     @classmethod
     def problem(cls, d: Any) -> str | None:
         """Why ``d`` (a parsed line of rounds.jsonl) is not a round, or None if it is:
-        a field missing or mistyped, a non-finite or negative figure, round 0 without
-        its setup (``static``)."""
+        a field missing or mistyped, a non-finite or negative figure (as for a record),
+        no samples or calls, round 0 without its setup (``static``)."""
         why = _fields_problem(cls, d, _ROUND_TYPES)
         if why:
             return why
-        if d["round"] < 0 or d["k"] < 1 or not d["samples"]:
+        if d["k"] < 1 or not d["samples"]:
             return f"round {d['round']}, k {d['k']}, {len(d['samples'])} samples"
-        if min(d["samples"]) < 0 or (d.get("wall_s") or 0) < 0:
-            return "a negative time"
         if d["round"] == 0 and not isinstance(d.get("static"), dict):
             return "round 0 without its setup ('static')"
         return None

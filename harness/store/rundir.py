@@ -40,6 +40,7 @@ from harness.store.records import (
     READABLE_SCHEMAS,
     SCHEMA_VERSION,
     Cell,
+    DamagedRecordWarning,
     Record,
     RoundEntry,
     cells_to_run,
@@ -249,7 +250,7 @@ class RunDir:
             why = None if foreign else Record.problem(d)
             if why:
                 warnings.warn(f"{self.records_path}: skipping {where}, not a record: {why}",
-                              stacklevel=2)
+                              DamagedRecordWarning, stacklevel=2)
                 continue
             out.append(d)
         return out
