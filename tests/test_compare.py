@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from harness.cli import main as cli_main
-from harness.report.compare import can_reach_significance, compare_runs, min_pvalue
+from harness.report.compare import can_reach_significance, compare_runs, failing, min_pvalue
 from harness.store.load import load_run
 from harness.store.records import Cell, Record
 from harness.store.rundir import RunDir
@@ -192,3 +193,34 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     (old / "records.jsonl").write_text('{"schema": 0}\n')
     assert cli_main(["compare", str(old), str(a)]) == 2
     assert cli_main(["compare", str(a), str(a), "--csv", str(tmp_path / "no" / "x.csv")]) == 2
+
+
+def test_a_negative_time_in_a_frame_is_invalid_not_an_improvement(tmp_path):
+    """A frame holding what the store's reader would refuse (a median of -1 ms over
+    negative samples): the cell is an invalid time that fails the gate, never the
+    significant improvement its ratio would make it."""
+    a = one_cell_run(tmp_path / "a", [1.0, 1.01, 1.02, 1.03, 1.04, 1.05])
+    b = one_cell_run(tmp_path / "b", [1.0] * 6)
+    da, db = load_run(a), load_run(b)
+    db["time_median_s"], db["samples"] = -1e-3, pd.Series([[-1e-3] * 6], index=db.index)
+    res = compare_runs(da, db)
+    assert res["verdict"].item() == "invalid time" and failing(res).all()
+    assert res["problem"].item() == "B: median -0.001 s" and np.isnan(res["ratio"].item())
+    db["time_median_s"] = 1.0  # a plausible median over a negative sample
+    res = compare_runs(da, db)
+    assert res["problem"].item() == "B: a sample of -0.001 s"
+
+
+@pytest.mark.parametrize("zero_side", ["a", "b"])
+def test_a_zero_median_is_no_ratio(tmp_path, capsys, zero_side):
+    """A median of 0 s (every sample below the clock's resolution) reads, but no ratio
+    rests on it: compare shows an invalid time and --fail-on-regression fails it."""
+    runs = {side: one_cell_run(tmp_path / side, [0.0] * 6 if side == zero_side
+                               else [1.0, 1.01, 1.02, 1.03, 1.04, 1.05])
+            for side in "ab"}  # fmt: skip
+    res = compare_runs(load_run(runs["a"]), load_run(runs["b"]))
+    assert res["verdict"].item() == "invalid time"
+    assert res["problem"].item() == f"{zero_side.upper()}: median 0.0 s"
+    code = cli_main(["compare", str(runs["a"]), str(runs["b"]), "--fail-on-regression"])
+    out = capsys.readouterr().out
+    assert code == 1 and "invalid time" in out and "improvement" not in out

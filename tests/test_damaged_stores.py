@@ -144,6 +144,28 @@ def test_foreign_schema_is_one_clear_line(tmp_path, capsys):
     assert code == 2 and "schema version" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("how", FIGURE_DAMAGE)
+def test_compare_refuses_a_damaged_figure(tmp_path, capsys, how):
+    """A record with a NaN, negative or text median, or a negative sample, is skipped with
+    a warning naming the value; compare never calls its cell an improvement, and
+    ``--fail-on-regression`` over it (as baseline or as candidate) exits 2 naming it."""
+    good = synthetic_run(tmp_path / "good")
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    damage(bad, how)
+    field, value = FIGURE_DAMAGE[how]
+    with pytest.warns(UserWarning, match=f"line 2, not a record: field '{field}'"):
+        assert len(RunDir(bad).records()) == 3
+    for a, b in ((good, bad), (bad, good)):
+        code, out, err = cli(capsys, "compare", str(a), str(b))
+        assert code == 0 and "improvement" not in out and "faster" not in out
+        assert f"{value!r}" in err  # the warning names the bad value
+        code, out, err = cli(capsys, "compare", str(a), str(b), "--fail-on-regression")
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and "Traceback" not in err, err
+        assert last.startswith("error: --fail-on-regression") and f"{value!r}" in last
+
+
 @pytest.mark.parametrize("how", ["env-not-json", "plan-not-json", "missing-field"])
 def test_resume_of_a_damaged_store(tmp_path, capsys, how):
     """A resume sets a damaged env.json/plan.json aside and re-runs only a cell whose record

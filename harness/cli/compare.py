@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from harness.cli.args import check_run_dirs
 from harness.errors import UsageError, os_errors_as_usage
 from harness.measure.timing import format_seconds
 from harness.report.compare import VERDICTS, compare_runs, failing
+from harness.store.records import DamagedRecordWarning
 
 
 def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float) -> None:
@@ -22,6 +24,7 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
     style = {
         "regression": "bold red",
         "new failure": "bold red",
+        "invalid time": "bold red",
         "improvement": "green",
         "fixed": "green",
         "insufficient samples": "yellow",
@@ -46,6 +49,8 @@ def _print(result: pd.DataFrame, a: str, b: str, threshold: float, alpha: float)
         verdict = r.verdict
         if verdict == "insufficient samples" and r.all_slower:
             verdict += " (every B slower)"
+        if r.problem:
+            verdict += f" ({r.problem})"
         table.add_row(
             r.arch,
             r.workload,
@@ -93,7 +98,12 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
     check_run_dirs([args.run_a, args.run_b])
-    a, b = load_run(args.run_a), load_run(args.run_b)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a, b = load_run(args.run_a), load_run(args.run_b)
+    for w in caught:  # shown as ever; a damaged record is also remembered for the gate
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    damaged = [str(w.message) for w in caught if issubclass(w.category, DamagedRecordWarning)]
     result = compare_runs(a, b, threshold=args.threshold, alpha=args.alpha)
     _print(result, args.run_a, args.run_b, args.threshold, args.alpha)
     if result["verdict"].isin(["only in A", "only in B"]).all():
@@ -110,6 +120,10 @@ def main(args: argparse.Namespace) -> int:
             "--fail-on-regression fails them only when every B sample is slower than every "
             f"A sample by more than {args.threshold:.0%}"
         )
+    if args.fail_on_regression and damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise UsageError(f"--fail-on-regression cannot vouch for a cell whose record is "
+                         f"damaged: {damaged[0]}{more}")
     bad = failing(result)
     if args.fail_on_regression and bad.any():
         print(f"{int(bad.sum())} regression(s) beyond {args.threshold:.0%}")

@@ -15,6 +15,13 @@ so "same" or "slower (n.s.)" would be claims without evidence; such a cell gets 
 verdict *insufficient samples* instead. ``--fail-on-regression`` decides it by a rule that
 needs no test: it fails when **every** sample of B is slower than **every** sample of A by
 more than the threshold (``min(B) > (1 + threshold) · max(A)``, column ``all_slower``).
+
+**A time no ratio can rest on.** An ok cell whose median is not a positive finite number,
+or one of whose samples is negative or not finite, gets the verdict *invalid time*, with
+the bad value in column ``problem``, and fails ``--fail-on-regression``: a median of
+-1 ms would otherwise be the fastest cell of all. The store's reader already skips records
+holding such figures (``Record.problem``) except a zero median, so this guards a frame
+built some other way and a clock that read nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ KEYS = ("arch", "workload", "seq_len", "batch", "preset", "device", "dtype", "co
 VERDICTS = (
     "regression",
     "new failure",
+    "invalid time",
     "improvement",
     "fixed",
     "insufficient samples",
@@ -42,7 +50,7 @@ VERDICTS = (
     "only in A",
     "only in B",
 )
-FAILING = ("regression", "new failure")
+FAILING = ("regression", "new failure", "invalid time")
 
 
 def _pvalue(a: list[float], b: list[float]) -> float:
@@ -94,10 +102,22 @@ def _samples(r: pd.Series) -> list[float]:
     return headline_of(r)
 
 
+def time_problem(r: pd.Series) -> str | None:
+    """Why an ok cell's time cannot carry a ratio (its median or a sample named with its
+    value), or None: only a positive median over non-negative samples is a time."""
+    median = r["time_median_s"]
+    if not isinstance(median, (int, float, np.number)) or isinstance(median, bool):
+        return f"median {median!r}"
+    if not (math.isfinite(median) and median > 0):
+        return f"median {float(median)!r} s"
+    bad = [s for s in _samples(r) if not (math.isfinite(s) and s >= 0)]
+    return f"a sample of {bad[0]!r} s" if bad else None
+
+
 def failing(result: pd.DataFrame) -> pd.Series:
-    """Cells ``--fail-on-regression`` fails: regressions, new failures, and cells with too
-    few samples to test whose every B sample is slower than every A sample beyond the
-    threshold."""
+    """Cells ``--fail-on-regression`` fails: regressions, new failures, invalid times, and
+    cells with too few samples to test whose every B sample is slower than every A sample
+    beyond the threshold."""
     return result["verdict"].isin(FAILING) | (
         (result["verdict"] == "insufficient samples") & result["all_slower"].astype(bool)
     )
@@ -107,7 +127,8 @@ def compare_runs(
     a: pd.DataFrame, b: pd.DataFrame, *, threshold: float = 0.1, alpha: float = 0.05
 ) -> pd.DataFrame:
     """One row per cell of either run: statuses, medians, ``ratio`` (B/A), ``p_value``,
-    sample counts ``n_a``/``n_b``, ``all_slower`` and the verdict.
+    sample counts ``n_a``/``n_b``, ``all_slower``, ``problem`` (an ok side's time that is
+    none, see :func:`time_problem`) and the verdict.
 
     ``a`` and ``b`` are record DataFrames with one row per cell (``harness.report.load_runs``
     of one directory, or ``harness.store.load.load_runs``).
@@ -131,9 +152,14 @@ def compare_runs(
         row["n_a"] = 0 if ra is None else len(_samples(ra))
         row["n_b"] = 0 if rb is None else len(_samples(rb))
         row["all_slower"] = False
+        row["problem"] = "; ".join(
+            f"{side}: {why}" for side, r in (("A", ra), ("B", rb))
+            if r is not None and r["status"] == "ok" and (why := time_problem(r)))
         can_test = True
         if ra is None or rb is None:
             row["verdict"] = "only in B" if ra is None else "only in A"
+        elif row["problem"]:
+            row["verdict"] = "invalid time"
         else:
             if ra["status"] == "ok" and rb["status"] == "ok":
                 row["ratio"] = float(rb["time_median_s"]) / float(ra["time_median_s"])
