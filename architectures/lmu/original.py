@@ -19,7 +19,10 @@ The loop is made as fast as an honest loop can be: every input-only term
 each state vector is multiplied once per step against a concatenated weight
 (``h_{t-1} @ [e_h | W_h]`` and ``m_t @ [W_m | e_m]``, the latter feeding both ``h_t``
 and ``u_{t+1}``); the step is one function shared by ``step()`` and the loop (so both
-give identical numbers), optionally ``torch.compile``-d.
+give identical numbers), optionally ``torch.compile``-d. ``step()`` reuses the fused
+weights while autograd is off and the parameters are unchanged (rebuilding them cost
+more than the step itself at batch 1); under autograd they are rebuilt on every call,
+so gradients flow to the parameters.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ INITS = ("default", "voelker2019")
 # state = (h, m, c): h (B, H); m (B, D*order); c = m @ e_m (B, D), carried so that the
 # memory->memory feedback reuses the fused matmul of the previous step.
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_Fused = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # w_in, w_h, w_m, b_in
 
 
 def _lmu_step(
@@ -133,6 +137,9 @@ class LMU(SequenceModel):
             self._init_voelker2019()
         self._compile = bool(compile)
         self._compiled: Callable[..., State] | None = None
+        # step()'s fused weights outside autograd, with what they were built from
+        self._fused_cache: tuple[tuple[nn.Parameter, ...], tuple[Any, ...], _Fused] | None
+        self._fused_cache = None
 
     @torch.no_grad()
     def _init_voelker2019(self) -> None:
@@ -153,10 +160,17 @@ class LMU(SequenceModel):
         self._bbar64 = self._bbar64.to(device)
         self.abar_t = self._abar_t64.to(dtype)
         self.bbar = self._bbar64.to(dtype)
+        self._fused_cache = None  # (it would miss anyway: it checks devices, dtypes)
         return self
 
-    # -- fused weights, rebuilt per call (cheap, differentiable) --------------------------
-    def _fused(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def __getstate__(self) -> dict[str, Any]:
+        # deepcopy / pickle: the copy rebuilds its own fused weights on its first step
+        state = super().__getstate__()
+        state["_fused_cache"] = None
+        return state
+
+    # -- fused weights: rebuilt per call under autograd, reused by step() outside it ------
+    def _fused(self) -> _Fused:
         """``(w_in, w_h, w_m, b_in)``: input weight for [u | hidden], and the state weights."""
         D, H = self.memory_d, self.hidden_size
         ref = self.recurrent_kernel.weight
@@ -179,6 +193,43 @@ class LMU(SequenceModel):
         bias = self.recurrent_kernel.bias
         b_in = torch.cat([ref.new_zeros(D), bias if bias is not None else ref.new_zeros(H)])
         return w_in, w_h, w_m, b_in
+
+    def _fused_params(self) -> tuple[nn.Parameter, ...]:
+        """The parameters ``_fused()`` reads (the head's are not among them)."""
+        layers = (self.input_encoder, self.hidden_encoder, self.memory_encoder,
+                  self.memory_kernel, self.input_kernel, self.recurrent_kernel)  # fmt: skip
+        params = tuple(layer.weight for layer in layers if layer is not None)
+        bias = self.recurrent_kernel.bias
+        return params if bias is None else (*params, bias)
+
+    def _step_weights(self) -> _Fused:
+        """``_fused()`` for ``step()``: built once and reused while autograd is off.
+
+        Under autograd (grad mode on and a parameter requiring grad) it is ``_fused()``,
+        run on every call so that every step's graph reaches the parameters. Otherwise
+        the weights are reused while nothing they were built from has changed: the same
+        parameter objects with the same ``_version`` counters (every in-place write bumps
+        them: an optimizer step, ``load_state_dict``, ``p.add_()`` under ``no_grad``),
+        data pointers, devices and dtypes, and the same inference mode. A write through
+        ``p.data`` bypasses the version counter and is not seen: write to ``p`` itself.
+        """
+        params = self._fused_params()
+        if torch.is_grad_enabled() and any(q.requires_grad for q in params):
+            return self._fused()
+        meta = (
+            torch.is_inference_mode_enabled(),
+            *((q._version, q.data_ptr(), q.device, q.dtype) for q in params),
+        )
+        cache = self._fused_cache
+        if (
+            cache is not None
+            and cache[1] == meta
+            and all(a is b for a, b in zip(cache[0], params, strict=True))
+        ):
+            return cache[2]
+        weights = self._fused()
+        self._fused_cache = (params, meta, weights)
+        return weights
 
     def _step_impl(self) -> Callable[..., State]:
         if not self._compile:
@@ -221,7 +272,7 @@ class LMU(SequenceModel):
 
     def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         check_input(x_t, self.input_size, rank=2)
-        w_in, w_h, w_m, b_in = self._fused()
+        w_in, w_h, w_m, b_in = self._step_weights()
         p_t = torch.addmm(b_in, x_t, w_in.T)
         fn = self._step_impl()
         h, m, c = self._run(fn, p_t, *state, w_h, w_m, self.abar_t, self.bbar, self.memory_d)
