@@ -85,7 +85,10 @@ arch = ["test-slow"]
 seq_len = [8]
 """, budget_s=0.001, rounds=2)
     (rec,) = execute(plan(suite, out=tmp_path / "run"))
-    assert rec.n_samples == 5 and rec.sample_rounds == [0, 0, 0, 1, 1]
+    # each round takes the samples still due (3, then 2), and samples on until the open
+    # contention window (0.2 s, about 7 of these 30 ms samples) closes and judges them
+    assert rec.sample_rounds.count(0) >= 3 and rec.sample_rounds.count(1) >= 2
+    assert rec.rounds >= 2  # more when a neighbour's burst left too few quiet samples
 
 
 def test_kill_between_rounds_then_resume_keeps_finished_rounds(tmp_path):
