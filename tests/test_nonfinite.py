@@ -185,3 +185,28 @@ def test_float16_training_that_goes_nan_at_step_2_is_nonfinite(tmp_path, capsys)
     assert len(recs) == 4 and {r.status for r in recs} == {"nonfinite"}, [
         (r.arch, r.workload, r.status, r.message) for r in recs]
     assert "×" not in printed.out
+
+
+def test_call_check_names_the_first_bad_call_and_any_input_change():
+    from harness.run.checks import CallCheck, ChangedInput
+
+    x = torch.ones(3)
+    outs = iter([torch.ones(2), torch.ones(2), torch.tensor([1.0, math.inf])])
+    check = CallCheck(lambda: next(outs), (x,))
+    check()
+    check.verify()  # finite: nothing
+    check()
+    check()
+    with pytest.raises(NonFinite, match="from call 3 on"):
+        check.verify()
+    y = torch.ones(3)
+    inplace = CallCheck(lambda: y.mul_(2), (y,))
+    inplace()
+    with pytest.raises(ChangedInput, match="by call 1"):
+        inplace.verify()  # the version counter moved
+    z = torch.ones(3)
+    sneaky = CallCheck(lambda: z.data.mul_(2), (z,))  # .data: no version bump
+    sneaky()
+    sneaky.verify()
+    with pytest.raises(ChangedInput):
+        sneaky.compare()  # the round's full comparison sees it

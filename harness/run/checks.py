@@ -6,13 +6,17 @@ not see: each call reduces each floating output (or loss) to one sum on the devi
 the sums are read once per sample, outside the timed region. A sum is finite exactly
 when every value summed is (NaN and infinity propagate), up to an overflow of the sum
 itself (accumulated in float32, float64 for float64 outputs: values near the dtype's
-limit), which is reported as non-finite too. After each sample the inputs are compared
-with a copy taken before the first call: a step that changes its input in place times
-different work on every call.
+limit), which is reported as non-finite too. A step that changes its inputs in place
+times different work on every call: after each sample the inputs' version counters are
+compared (every in-place op bumps them), and after each round (:meth:`CallCheck.compare`)
+the inputs themselves with a copy taken before the first call (a write through ``.data``
+does not bump the counter). The checks cost 1-11 us a call on the bench's cells
+(``python -m tools.check_cost``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,19 +64,23 @@ def check_finite(result: Any) -> None:
 
 
 def _sum(t: torch.Tensor) -> torch.Tensor:
+    if t.dim() == 0:  # a loss: the value itself
+        return t
     if t.is_complex():
         t = torch.view_as_real(t)
     return t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)
 
 
 class CallCheck:
-    """``run`` with every call's outputs checked (see the module docstring); :meth:`verify`
-    after each sample raises NonFinite naming the first bad call, or ChangedInput."""
+    """``run`` with every call's outputs checked (see the module docstring). :meth:`verify`
+    after each sample raises NonFinite naming the first bad call, or ChangedInput;
+    :meth:`compare` after a round compares the inputs' values."""
 
     def __init__(self, run: Callable[[], Any], inputs: Sequence[torch.Tensor] = ()) -> None:
         self.run = run
         self.inputs = tuple(inputs)
         self.copies = tuple(t.detach().clone() for t in self.inputs)
+        self.versions = tuple(t._version for t in self.inputs)
         self.calls = 0
         self.sums: list[torch.Tensor] = []
         self.sum_calls: list[int] = []  # the call each sum belongs to
@@ -81,22 +89,31 @@ class CallCheck:
         out = self.run()
         self.calls += 1
         for t in floating_tensors(out):
-            self.sums.append(_sum(t))
+            self.sums.append(_sum(t.detach()))
             self.sum_calls.append(self.calls)
         return out
 
     def verify(self) -> None:
-        """Read the sums of the calls since the last verify (one synchronisation) and
-        compare the inputs with their copies."""
+        """Read the sums of the calls since the last verify (one synchronisation) and the
+        inputs' version counters."""
         if self.sums:
-            finite = torch.isfinite(torch.stack([s.to(torch.float64) for s in self.sums]))
-            if not bool(finite.all()):
-                call = self.sum_calls[int((~finite).nonzero()[0, 0])]
-                raise NonFinite(f"the outputs or loss hold NaN or infinity from call {call} "
-                                f"on (the calls before were finite); not timed further")
+            values = (torch.stack(self.sums).tolist() if len(self.sums) > 1
+                      else [self.sums[0].item()])
+            bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise NonFinite(f"the outputs or loss hold NaN or infinity from call "
+                                f"{self.sum_calls[bad]} on (the calls before were finite); "
+                                "not timed further")
             self.sums.clear()
             self.sum_calls.clear()
-        for t, copy in zip(self.inputs, self.copies, strict=True):
-            if not torch.equal(t, copy):
-                raise ChangedInput(f"the step changed its input in place by call {self.calls}"
-                                   " (each call must do the same work); not timed")
+        if any(t._version != v for t, v in zip(self.inputs, self.versions, strict=True)):
+            raise self._changed()
+
+    def compare(self) -> None:
+        """The inputs' values against their copies (after a round: a full pass)."""
+        if not all(torch.equal(t, c) for t, c in zip(self.inputs, self.copies, strict=True)):
+            raise self._changed()
+
+    def _changed(self) -> ChangedInput:
+        return ChangedInput(f"the step changed its input in place by call {self.calls} "
+                            "(each call must do the same work); not timed")

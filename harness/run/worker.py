@@ -59,7 +59,7 @@ class Prepared:
     run: Callable[[], object]
     device: torch.device
     static: dict[str, Any]  # params, memory, flops, tokens, per_token, state_bytes
-    check: Callable[[], None] | None = None  # after each sample: every call was sound
+    check: CallCheck | None = None  # ``run``'s checks: after each sample, each round
 
 
 def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Prepared:
@@ -104,7 +104,7 @@ def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Pr
     if "state_bytes" in prep.extras:
         static["state_bytes"] = int(prep.extras["state_bytes"])
     checked = CallCheck(prep.run, prep.inputs)  # after the tracker: its input copies
-    return Prepared(checked, device, static, checked.verify)
+    return Prepared(checked, device, static, checked)
 
 
 def _eager_flops(run: Callable[[], object]) -> float | None:
@@ -141,8 +141,10 @@ def measure_round(
         budget_s=settings.budget_s / settings.rounds,
         required_samples=samples_needed(taken, round_index, settings.rounds, MIN_SAMPLES),
     )
-    m = Timer(p.run, p.device, config, check=p.check).measure(
+    m = Timer(p.run, p.device, config, check=p.check.verify if p.check else None).measure(
         warmup=warmup, calls_per_sample=calls_per_sample)
+    if p.check:
+        p.check.compare()
     return RoundDone(
         round=round_index,
         samples=list(m.samples),
