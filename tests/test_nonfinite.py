@@ -152,6 +152,7 @@ def _run(tmp_path, capsys, arch: str, workload: str = "forward", *sets: str):
 def test_outputs_turning_nan_after_the_first_call_are_nonfinite(tmp_path, capsys, workload):
     rec, printed = _run(tmp_path, capsys, "test-nan-later", workload, "fail_at=3")
     assert rec.status == "nonfinite" and "from call 3 on" in rec.message, rec.message
+    assert rec.kernel_path == "pytorch"  # it ran: which implementation is kept
     assert rec.time_median_s is None and "×" not in printed
 
 
@@ -168,6 +169,7 @@ def test_a_step_that_changes_its_input_in_place_is_an_error(tmp_path, capsys):
 def test_an_output_that_breaks_the_contract_is_an_error(tmp_path, capsys, output, says):
     rec, printed = _run(tmp_path, capsys, "test-output", "forward", f"output={output}")
     assert rec.status == "error" and says in rec.message, rec.message
+    assert rec.kernel_path == "not run"  # failed before its timed calls: none recorded
     assert rec.time_median_s is None and "×" not in printed
 
 

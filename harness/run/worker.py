@@ -270,10 +270,11 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
 
-    def fail(exc: BaseException, where: str = "") -> None:
+    def fail(exc: BaseException, where: str = "", ran: str = "") -> None:
         status, message = failure(exc)
         rec = Record.for_cell(cell, status, where + message, started_at=started,
-                              wall_s=time.perf_counter() - t0, threads=torch.get_num_threads())
+                              wall_s=time.perf_counter() - t0, threads=torch.get_num_threads(),
+                              kernel_path=ran)
         conn.send(CellRecord(rec))
 
     try:
@@ -303,7 +304,7 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
                                  calls_per_sample=last.k if last else cmd.k,
                                  warmup="full" if last is None else rewarm(last, settings))
         except Exception as exc:  # noqa: BLE001
-            fail(exc, f"round {cmd.round}: " if cmd.round else "")
+            fail(exc, f"round {cmd.round}: " if cmd.round else "", p.static["kernel_path"])
             return
         done = replace(done, wall_s=time.perf_counter() - (t0 if last is None else r0))
         if last is None and cmd.round == 0:  # round 0's setup; a re-prepare's is not kept

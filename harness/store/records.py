@@ -18,6 +18,7 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema-1 records lack the schema-2 fields; their defaults apply
 # nonfinite: outputs or loss were NaN/inf before timing, or a task's training diverged
 STATUSES = ("ok", "oom", "timeout", "error", "skipped", "nonfinite")
+NOT_RUN = "not run"  # kernel_path of a record whose cell ran no known implementation
 # a sweep's progress: a cell is done (nothing to retry) or failed (--retry-failed reruns it)
 DONE = ("ok", "skipped")
 FAILED = tuple(s for s in STATUSES if s not in DONE)
@@ -118,8 +119,12 @@ class Record:
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, message: str = "", **kw: Any) -> Record:
+        """A record of ``cell``; one that did not finish says which implementation ran,
+        or ``kernel_path = "not run"`` when none is known (skipped, or failed before)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid choices: {', '.join(STATUSES)}")
+        if status != "ok" and not kw.get("kernel_path"):
+            kw["kernel_path"] = NOT_RUN
         d = cell.key_dict()
         return cls(**d, cell_id=cell.cell_id, status=status, message=message, **kw)
 
