@@ -26,6 +26,9 @@ class AdapterInfo:
     time_complexity: str  # training compute in sequence length n, e.g. "O(n log n)"
     memory_complexity: str  # training activation memory in n
     step_memory: str = "O(1)"  # inference state size in n (a KV cache grows: "O(n)")
+    # the adapter whose forward_last this one runs (the same code: one computation, shown
+    # as such beside last-position workloads such as classify)
+    last_output_of: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,6 +45,7 @@ def register(
     memory_complexity: str,
     step_memory: str = "O(1)",
     presets: dict[str, dict[str, Any]] | None = None,
+    last_output_of: str = "",
 ) -> Callable[[type[SequenceModel]], type[SequenceModel]]:
     """Class decorator adding an adapter to the registry under ``name``.
 
@@ -64,6 +65,7 @@ def register(
             time_complexity=time_complexity,
             memory_complexity=memory_complexity,
             step_memory=step_memory,
+            last_output_of=last_output_of,
         )
         keys = tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
         _REGISTRY[name] = AdapterSpec(

@@ -458,3 +458,26 @@ def test_time_figure_family_panels_repeat_the_baseline(tmp_path):
     assert all(lab[0].startswith("base") for lab in labels)  # the reference in each panel
     assert [len(lab) for lab in labels] == [6, 4]
     assert len({ax.get_ylim() for ax in data_axes}) == 1
+
+
+def test_classify_rows_that_run_one_computation_say_so(tmp_path):
+    """lmu-conv and lmu-chunked take eq. 25's last state with lmu-fft's code: for classify
+    the three rows time one computation, and the summary and the report say so."""
+    from harness.report.summary import summary_tables
+    from harness.report.tables import shared_computation
+    from harness.store.records import Cell, Record
+    from harness.store.rundir import RunDir
+
+    archs = ["lmu", "lmu-fft", "lmu-conv", "lmu-chunked"]
+    assert shared_computation(archs, "classify") == (
+        "lmu-chunked and lmu-conv run lmu-fft's forward_last (one computation)")
+    assert shared_computation(archs, "train") == ""  # the sequence path differs
+    assert shared_computation(["lmu", "lmu-conv"], "classify") == ""  # lmu-fft not there
+    store = RunDir(tmp_path).ensure()
+    store.write_env({"device_name": "cpu: test", "hostname": "h"})
+    for i, a in enumerate(archs):
+        store.append(Record.for_cell(
+            Cell.make(arch=a, workload="classify", seq_len=784, batch=16), "ok",
+            time_median_s=0.01 * (i + 1), samples=[0.01 * (i + 1)] * 5, n_samples=5))
+    ((title, _),) = summary_tables(tmp_path, "lmu")
+    assert "lmu-chunked and lmu-conv run lmu-fft's forward_last" in title

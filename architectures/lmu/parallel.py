@@ -262,6 +262,7 @@ ParallelLMUConv = register(
     "lmu-conv",
     description="Parallel LMU (Chilkuri & Eliasmith 2021), memory by direct causal convolution",
     time_complexity="O(n^2)",
+    last_output_of="lmu-fft",  # eq. 25: the last state, whatever the memory mode
     **_COMMON,
 )(
     _fixed_mode(
@@ -278,6 +279,7 @@ ParallelLMUChunked = register(
         "(chunk_size c, default 256) plus the state carried between them"
     ),
     time_complexity="O(n·(c+order))",
+    last_output_of="lmu-fft",
     **_COMMON,
 )(
     _fixed_mode(

@@ -15,6 +15,7 @@ from harness.report.tables import (
     METRICS,
     metric_grid,
     metric_table,
+    shared_computation,
     speedup_grid,
     speedup_table,
     to_latex,
@@ -52,6 +53,9 @@ def write_tables(df: pd.DataFrame, speed: pd.DataFrame, styles: dict[str, ArchSt
             f"### {key['workload']} — {key['device_label']}" + (f" ({extra})" if extra else "")
         )
         lines.append("")
+        note = shared_computation(sorted(set(g["arch"])), str(key["workload"]))
+        if note:
+            lines += [f"Note: {note}.", ""]
         sp = speed
         for k, v in key.items():
             sp = sp[sp[k] == v]

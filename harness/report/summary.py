@@ -21,6 +21,7 @@ from harness.report.tables import (
     _facets,
     metric_grid,
     metric_table,
+    shared_computation,
     speedup_grid,
     speedup_table,
 )
@@ -68,7 +69,8 @@ def _timed_tables(df: pd.DataFrame, baseline: str) -> list[tuple[str, pd.DataFra
                     if a != baseline and s[:1].isdigit():
                         grid.loc[a, n] = f"{grid.loc[a, n]} (×{s})"
             title += f" — median time (speedup vs {baseline}, 95% CI)"
-        out.append((title, grid))
+        note = shared_computation(grid.index, str(facet.get("workload", "")))
+        out.append((f"{title} [{note}]" if note else title, grid))
     return out
 
 

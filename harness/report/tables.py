@@ -166,6 +166,30 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def shared_computation(archs: Iterable[str], workload: str) -> str:
+    """For a last-position workload (``classify``): which of ``archs`` run another's
+    ``forward_last`` (``AdapterInfo.last_output_of``), so their rows time one computation
+    (the parallel LMU's memory modes all take eq. 25's last state); "" when none do."""
+    import architectures
+    import workloads
+
+    try:
+        if not workloads.info(workload).last_position:
+            return ""
+    except (KeyError, ValueError):  # a workload of a plugin not loaded here
+        return ""
+    present, same = set(archs), {}
+    for a in sorted(present):
+        try:
+            of = architectures.info(a).last_output_of
+        except ValueError:  # an adapter of a plugin not loaded here
+            continue
+        if of and of in present:
+            same.setdefault(of, []).append(a)
+    return "; ".join(f"{' and '.join(v)} run {of}'s forward_last (one computation)"
+                     for of, v in same.items())
+
+
 def _grid(long: pd.DataFrame, text: Callable[[pd.Series], str], arch_order: list[str]):
     """Arch × seq_len grid of display strings; missing combinations read ``n/a``."""
     lens = sorted(long["seq_len"].unique())
