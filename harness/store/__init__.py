@@ -1,4 +1,6 @@
-"""What a run leaves on disk: cells and records (``records``), the run directory's
-``records.jsonl`` (``rundir``), its plan and worker claims (``state``), the machine's
-environment (``env``), and a sweep's progress read from them (``status``). Imports
-nothing else of the harness but ``harness.errors``."""
+"""What a run leaves on disk: cells, records and round lines (``records``), the run
+directory and every file in it (``rundir``), who measures what (``claims``: cell claims
+and worker leases), writing files whole (``files``), the machine's environment (``env``),
+runs loaded into a DataFrame (``load``) and a sweep's progress (``status``). Imports
+nothing else of the harness but ``harness.errors``, and ``harness.measure.timing``'s
+``MIN_SAMPLES`` in ``load`` (issue 24 moves that constant here)."""
