@@ -4,9 +4,10 @@ The LSTM is the standard sequential recurrent baseline: the fused library kernel
 over time, so training is O(n) sequential steps and the state is O(1) in n.
 
 ``step`` does not call ``nn.LSTM`` on a length-1 sequence (its per-call setup made a
-token cost 4x the cell's arithmetic: 281 against 62 us/token at batch 1, small preset,
-float32, a 2-core CPU); it runs the cell, ``torch.lstm_cell``, on each layer's own
-weights: the sequence path's equations (tested equal in float64, gradients included).
+token cost 3-4x the cell's arithmetic: 255-281 against 62-86 us/token at batch 1, small
+preset, float32, a 2-core CPU, over two sessions); it runs the cell, ``torch.lstm_cell``,
+on each layer's own weights: the sequence path's equations (tested equal in float64,
+gradients included).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class LSTM(SequenceModel):
 
         Not ``self.lstm(x_t.unsqueeze(1), state)``: the same numbers, but the module's
         per-call work (checking the state, the sequence kernel's setup for one token)
-        cost 4x the cell's arithmetic per token at batch 1.
+        cost 3-4x the cell's arithmetic per token at batch 1.
         """
         check_input(x_t, self.input_size, rank=2)
         h0, c0 = state
