@@ -242,5 +242,6 @@ def test_a_damaged_round_is_set_aside_and_measured_again(tmp_path, how, capsys):
     err = capsys.readouterr().err
     assert err.count("damaged line(s) set aside") == 1 and "Traceback" not in err, err
     (rec,) = RunDir(out).records()
-    assert rec.status == "ok" and rec.rounds == 3
-    assert rec.samples and min(rec.samples) >= 0 and sorted(set(rec.sample_rounds)) == [0, 1, 2]
+    assert rec.status == "ok" and rec.rounds >= 3  # more if a neighbour contended it
+    assert rec.samples and min(rec.samples) >= 0
+    assert sorted(set(rec.sample_rounds)) == list(range(rec.rounds))

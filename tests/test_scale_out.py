@@ -53,7 +53,11 @@ def once_each(out: Path, n: int) -> None:
     assert {d["status"] for d in recs} == {"ok"}, [d["message"] for d in recs]
     rounds = Counter((d["cell_id"], d["round"]) for d in
                      map(json.loads, (out / "rounds.jsonl").read_text().splitlines()))
-    assert set(rounds.values()) == {1} and len(rounds) == 3 * n, rounds
+    assert set(rounds.values()) == {1}, rounds
+    # its 3 rounds, and the extra ones a cell contended by the other runners asked for
+    for d in recs:
+        stored = sorted(r for cid, r in rounds if cid == d["cell_id"])
+        assert stored == list(range(d["rounds"])) and d["rounds"] >= 3, (d["cell_id"], stored)
 
 
 @pytest.mark.parametrize("workers", [2, 3])

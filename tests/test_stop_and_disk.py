@@ -205,7 +205,7 @@ def test_a_stopped_forkserver_does_not_hang_the_runner_at_exit(tmp_path):
     text = log.read_text()
     assert code == 0 and "Traceback" not in text, text
     (rec,) = RunDir(out).records()
-    assert rec.status == "ok" and rec.rounds == 3
+    assert rec.status == "ok" and rec.rounds >= 3  # more if a neighbour contended it
     assert not survivors([server], within_s=5)  # killed, not left stopped
 
 
