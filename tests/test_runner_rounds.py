@@ -44,7 +44,7 @@ seq_len = [8, 16]
     recs = execute(plan(suite, out=out))
     assert len(recs) == 4 and all(r.status == "ok" for r in recs)
     for r in recs:
-        assert r.rounds == 3 and sorted(set(r.sample_rounds)) == [0, 1, 2]
+        assert r.rounds >= 3 and sorted(set(r.sample_rounds)) == list(range(r.rounds))
         assert r.n_samples == len(r.samples) == len(r.sample_rounds) >= 5
         assert not r.thin and len(r.round_order) == 3
         if read_cpu_times() is not None:
@@ -70,7 +70,7 @@ arch = ["test-ok"]
 seq_len = [8, 16]
 """, extra="warm_mem_gb = 0.000001\n")
     recs = execute(plan(suite, out=tmp_path / "run"))
-    assert all(r.status == "ok" and r.rounds == 3 and r.n_samples >= 5 for r in recs)
+    assert all(r.status == "ok" and r.rounds >= 3 and r.n_samples >= 5 for r in recs)
     # a re-prepared round keeps the first round's batching
     for e in round_lines(tmp_path / "run"):
         assert e["k"] == next(x["k"] for x in round_lines(tmp_path / "run")
@@ -119,7 +119,7 @@ seq_len = [1, 2, 3, 4]
     final = RunDir(out).records()
     assert sorted(r.seq_len for r in final) == [1, 2, 3, 4]  # one record each
     for r in final:
-        assert r.status == "ok" and r.rounds == 4
+        assert r.status == "ok" and r.rounds >= 4  # more if contended
         kept = [s for e in before.get(r.cell_id, []) for s in e["samples"]]
         assert r.samples[: len(kept)] == kept  # finished rounds were not measured again
         assert sorted(set(r.sample_rounds)) == [0, 1, 2, 3]
