@@ -55,9 +55,7 @@ def wait_for_hanging_cell(proc: subprocess.Popen, out: Path, log: Path) -> list[
         cells = [k for k in kids if _is_cell(k)]
         if rec.exists() and rec.read_text().strip() and cells:
             time.sleep(0.3)  # past the cell's own setup (setsid, prctl)
-            family = runner.children(recursive=True)
-            if any(_is_cell(p) for p in family):  # not the stored cell's, on its way out
-                return family
+            return runner.children(recursive=True)
         assert proc.poll() is None, log.read_text()
         time.sleep(0.1)
     raise AssertionError(f"no hanging cell after 120 s: {log.read_text()}")
