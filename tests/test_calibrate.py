@@ -128,7 +128,7 @@ def test_paired_rounds_cancel_a_machine_whose_speed_switches(monkeypatch):
     monkeypatch.setattr(calibrate, "_harness_times", machine)
     monkeypatch.setattr(calibrate, "_torch_times", machine)
     monkeypatch.setattr(calibrate, "operations", lambda dev: {"op": lambda: None})
-    monkeypatch.setattr("harness.measure.contention.others_cores", lambda a, b: 0.0)
+    monkeypatch.setattr("harness.measure.calibrate.others_cores", lambda a, b: 0.0)
     row, = run_calibration("cpu", seconds=0.1, rounds=8)
     assert row.harness_s == pytest.approx(2e-3) and row.torch_s == pytest.approx(1e-3)
     assert row.ratio_torch == pytest.approx(1.0)

@@ -7,18 +7,17 @@ import time
 import numpy as np
 import pytest
 
-from harness.measure.contention import (
-    ContentionMeter,
-    CpuTimes,
+from harness.measure.contention import ContentionMeter, CpuTimes, others_cores, read_cpu_times
+from harness.measure.headline import (
     cell_contended,
     contended_samples,
     headline_of,
     headline_samples,
-    others_cores,
-    read_cpu_times,
     threshold,
 )
-from tests.loadgen import BurstyLoad, schedule
+from tools.loadgen import BurstyLoad, schedule
+from tools.speedup_drift import drift_table, drop_contended
+from tools.speedup_drift import main as drift_main
 
 
 class FakeProc:
@@ -103,7 +102,6 @@ def test_meter_sees_a_busy_neighbour():
 
 
 def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
-    from harness.measure.contention import drop_contended
     from harness.store.load import load_runs
     from harness.store.records import Cell, Record
     from harness.store.rundir import RunDir
@@ -130,7 +128,6 @@ def test_drop_contended_recomputes_from_the_quiet_samples(tmp_path):
 def test_speedup_drift_reports_the_largest_move(tmp_path, capsys):
     from harness.store.records import Cell, Record
     from harness.store.rundir import RunDir
-    from tests.speedup_drift import drift_table, main
 
     def run(name: str, fast_time: float) -> str:
         store = RunDir(tmp_path / name).ensure()
@@ -144,9 +141,9 @@ def test_speedup_drift_reports_the_largest_move(tmp_path, capsys):
     a, b, c = run("a", 0.5), run("b", 0.55), run("c", 0.4)  # speedups 2.0, 1.818, 2.5
     table = drift_table([a, b, c])
     assert table["max_move"].item() == pytest.approx(0.25)
-    assert main([a, b, c]) == 0
+    assert drift_main([a, b, c]) == 0
     assert "25.0%" in capsys.readouterr().out
-    assert main([a]) == 2
+    assert drift_main([a]) == 2
 
 
 def test_headline_rests_on_the_quiet_samples_when_five_exist():
@@ -207,7 +204,7 @@ def test_short_contended_samples_are_judged_before_the_timer_stops(monkeypatch, 
     the required); on a quiet machine it stops as soon as the window is judged."""
     import os
 
-    import harness.measure.contention as contention
+    import harness.measure.timing as timing
     from harness.measure.timing import Timer, TimingConfig
 
     cpus = os.cpu_count() or 1
@@ -216,13 +213,13 @@ def test_short_contended_samples_are_judged_before_the_timer_stops(monkeypatch, 
         wall, own = time.perf_counter(), time.process_time()
         return CpuTimes(wall, (cpus * wall if busy else 0.0) + own, 0.0, own)
 
-    class Scripted(contention.ContentionMeter):
+    class Scripted(ContentionMeter):
         def __init__(self) -> None:
             super().__init__(reader=read)
 
-    monkeypatch.setattr(contention, "ContentionMeter", Scripted)
+    monkeypatch.setattr(timing, "ContentionMeter", Scripted)
     config = TimingConfig(warmup_min_s=0.0, warmup_max_s=0.0, required_samples=2,
-                          min_samples=50, budget_s=0.05, min_sample_s=0.0)
+                          ci_stop_min_samples=50, budget_s=0.05, min_sample_s=0.0)
     m = Timer(lambda: time.sleep(0.08), "cpu", config).measure(calls_per_sample=1)
     limit = threshold(1)
     assert len(m.contention) == m.n

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.run.rounds import Pool, pooled_fields, samples_needed, visiting_order
 
 # six architectures, true seconds per call
@@ -46,7 +46,7 @@ def interleaved(machine: DriftingMachine, n: int, rounds: int, seed: int) -> dic
     for r in range(rounds):
         order = visiting_order(list(TRUE), r, seed=seed, slot="cpu")
         for pos, arch in enumerate(order):
-            k = max(samples_needed(len(pools[arch].samples), r, rounds, MIN_SAMPLES),
+            k = max(samples_needed(len(pools[arch].samples), r, rounds, HEADLINE_MIN_SAMPLES),
                     n // rounds)
             pools[arch].add(r, [machine.sample(TRUE[arch]) for _ in range(k)], position=pos)
     return pools
@@ -112,8 +112,8 @@ def test_first_round_keeps_the_given_order_later_rounds_are_seeded_permutations(
 def test_every_cell_ends_with_the_minimum_samples(rounds):
     taken = 0
     for r in range(rounds):
-        taken += samples_needed(taken, r, rounds, MIN_SAMPLES)  # a slow cell: only what's due
-    assert taken == max(MIN_SAMPLES, rounds)
+        taken += samples_needed(taken, r, rounds, HEADLINE_MIN_SAMPLES)  # a slow cell: due only
+    assert taken == max(HEADLINE_MIN_SAMPLES, rounds)
 
 
 def test_pool_rejects_rounds_out_of_order():

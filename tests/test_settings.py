@@ -22,7 +22,7 @@ def test_timing_config_carries_the_run_settings():
     s = RunSettings(budget_s=0.7, target_rel_ci=0.2, noise_threshold=0.3)
     cfg = s.timing()
     assert (cfg.budget_s, cfg.target_rel_ci, cfg.noise_threshold) == (0.7, 0.2, 0.3)
-    assert cfg.min_samples == TimingConfig().min_samples  # the rest stays the Timer's own
+    assert cfg.ci_stop_min_samples == TimingConfig().ci_stop_min_samples  # the Timer's own
 
 
 def test_suite_settings_override_the_defaults_and_keep_the_rest():

@@ -92,7 +92,7 @@ def test_batched_busy_wait_is_per_call():
 
 
 def test_steady_function_stops_on_ci_before_budget():
-    cfg = TimingConfig(**FAST, budget_s=20.0, target_rel_ci=0.1, min_samples=7)
+    cfg = TimingConfig(**FAST, budget_s=20.0, target_rel_ci=0.1, ci_stop_min_samples=7)
     m = Timer(lambda: time.sleep(0.02), "cpu", cfg).measure()
     assert m.stop_reason == "ci"
     assert m.rel_ci is not None and m.rel_ci < 0.1
@@ -101,10 +101,10 @@ def test_steady_function_stops_on_ci_before_budget():
 
 
 def test_budget_respected_for_slow_function():
-    cfg = TimingConfig(**FAST, budget_s=0.35, min_samples=7, target_rel_ci=1e-6)
+    cfg = TimingConfig(**FAST, budget_s=0.35, ci_stop_min_samples=7, target_rel_ci=1e-6)
     m = Timer(lambda: time.sleep(0.1), "cpu", cfg).measure()
     assert m.stop_reason == "budget"
-    assert 1 <= m.n <= 4  # min_samples=7 would need 0.7 s: the budget wins
+    assert 1 <= m.n <= 4  # ci_stop_min_samples=7 would need 0.7 s: the budget wins
     assert m.measure_s <= 0.35 + 0.15  # at most one call past the budget
     assert m.warmup_iters == 1  # one 0.1 s call reaches warmup_max_s
 
@@ -122,7 +122,8 @@ def test_call_longer_than_budget_gives_one_sample():
 
 
 def test_max_samples_caps():
-    cfg = TimingConfig(**FAST, min_samples=3, max_samples=10, target_rel_ci=1e-9, budget_s=5)
+    cfg = TimingConfig(**FAST, ci_stop_min_samples=3, max_samples=10, target_rel_ci=1e-9,
+                       budget_s=5)
     m = Timer(lambda: time.sleep(0.001), "cpu", cfg).measure()
     assert m.n == 10 and m.stop_reason == "max_samples"
 
@@ -198,9 +199,9 @@ def test_measurement_from_samples_rejects_empty():
 
 @pytest.mark.parametrize(
     "kw, name",
-    [({"min_samples": 0}, "min_samples"), ({"budget_s": 0}, "budget_s"),
+    [({"ci_stop_min_samples": 0}, "ci_stop_min_samples"), ({"budget_s": 0}, "budget_s"),
      ({"warmup_min_s": 1.0, "warmup_max_s": 0.5}, "warmup_max_s"),
-     ({"max_samples": 2, "min_samples": 5}, "max_samples")],
+     ({"max_samples": 2, "ci_stop_min_samples": 5}, "max_samples")],
 )
 def test_bad_config_raises_naming_field(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -333,7 +334,7 @@ class _ScriptedMeter:
 def test_a_contended_sample_is_replaced_up_to_three_times_the_required(monkeypatch, bad, taken):
     """The budget is spent after one sample; two are required. Each contended sample is
     replaced by another, until two quiet ones or six in all."""
-    monkeypatch.setattr("harness.measure.contention.ContentionMeter",
+    monkeypatch.setattr("harness.measure.timing.ContentionMeter",
                         type("M", (_ScriptedMeter,), {"bad": frozenset(bad)}))
     cfg = TimingConfig(warmup_min_s=0, warmup_max_s=0, budget_s=1e-9, min_sample_s=0,
                        required_samples=2, target_rel_ci=1e-9)

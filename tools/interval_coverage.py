@@ -18,13 +18,13 @@ import sys
 
 import pandas as pd
 
+from harness.report.tables import speedup_table
+from harness.store.load import load_run
+
 KEYS = ["workload", "batch", "arch", "seq_len"]
 
 
 def speedups(run: str, baseline: str, resamples: int) -> pd.DataFrame:
-    from harness.report.tables import speedup_table
-    from harness.store.load import load_run
-
     t = speedup_table(load_run(run), baseline, n_resamples=resamples)
     t = t[(t["arch"] != baseline) & t["speedup"].notna()].copy()
     t["flagged"] = t["contended"].astype(bool)  # the cell's or its baseline's

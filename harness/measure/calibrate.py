@@ -27,6 +27,8 @@ from enum import Enum
 
 import torch
 
+from harness.measure.contention import others_cores, read_cpu_times
+from harness.measure.headline import threshold
 from harness.measure.timing import Measurement, Timer, TimingConfig, parse_device
 
 AGREEMENT = (0.95, 1.05)
@@ -186,8 +188,6 @@ def run_calibration(
 def _calibrate(name: str, fn: Callable[[], object], dev: torch.device, seconds: float,
                rounds: int) -> CalibrationRow:
     """One operation's row: ``rounds`` paired rounds, then do_bench on CUDA."""
-    from harness.measure.contention import others_cores, read_cpu_times, threshold
-
     per_round = seconds / rounds
     limit = threshold(torch.get_num_threads()) if dev.type == "cpu" else math.inf
     ours: list[float] = []

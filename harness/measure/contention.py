@@ -14,22 +14,18 @@ core of quantisation on two CPUs); every sample of a window gets the window's va
 sample longer than the window is a window of its own. Off Linux (no ``/proc/stat``) the
 meter records nothing.
 
-A sample is *contended* when others used more than the cores the cell leaves free plus
-:data:`CONTENDED_CORES` (on a 2-core machine running a 2-thread cell: more than 0.2 of
-a core). A cell is contended when more than :data:`CONTENDED_SHARE` of its samples were.
+Which samples count as contended, and which a figure rests on, is the headline rule in
+:mod:`harness.measure.headline`; this module only measures.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 PROC_STAT = "/proc/stat"
-CONTENDED_CORES = 0.2  # others' use beyond the free cores that marks a sample contended
-CONTENDED_SHARE = 0.25  # a cell with more contended samples than this is contended
 WINDOW_S = 0.2
 
 
@@ -146,101 +142,3 @@ class ContentionMeter:
                 return []
             self._close(now)
         return list(self._values)
-
-
-def threshold(threads: int, cpus: int | None = None) -> float:
-    """Others' cores above which a sample is contended, for a cell using ``threads``."""
-    cpus = cpus or os.cpu_count() or 1
-    return max(0, cpus - max(1, threads)) + CONTENDED_CORES
-
-
-def contended_samples(values: Sequence[float], threads: int, cpus: int | None = None) -> list[bool]:
-    limit = threshold(threads, cpus)
-    return [v > limit for v in values]
-
-
-def cell_contended(values: Sequence[float], threads: int, cpus: int | None = None) -> bool:
-    """More than :data:`CONTENDED_SHARE` of the samples were contended."""
-    if not values:
-        return False
-    flags = contended_samples(values, threads, cpus)
-    return sum(flags) / len(flags) > CONTENDED_SHARE
-
-
-def headline_samples(samples: Sequence[float], values: Sequence[float], threads: int,
-                     cpus: int | None = None) -> list[float]:
-    """The samples a cell's median and interval rest on: its uncontended samples when at
-    least ``MIN_SAMPLES`` of them were taken, else all of them (the cell is then flagged
-    when too many were contended). The Timer takes extra samples in place of contended ones
-    (``Timer.measure``), so under a bursty load a cell usually has enough quiet ones.
-
-    Measured on the 2-core VM: a neighbour's burst inflates a sample 1.5-4x, and the
-    median of five samples of which two or three were inflated moved a speedup by 90%."""
-    from harness.measure.timing import MIN_SAMPLES
-
-    quiet = uncontended(samples, values, threads, cpus)
-    return quiet if len(quiet) >= MIN_SAMPLES else list(samples)
-
-
-def headline_of(row: Any) -> list[float]:
-    """:func:`headline_samples` of a loaded record: a DataFrame row (Series or itertuples
-    tuple) with ``samples``, ``contention``, ``threads`` and the run's ``cpu_count``."""
-    def get(key: str) -> Any:
-        return row.get(key) if hasattr(row, "get") else getattr(row, key, None)
-
-    def listed(v: Any) -> list[float]:  # a list, tuple or array; anything else (NaN) is none
-        return [float(x) for x in v] if hasattr(v, "__len__") and not isinstance(v, str) else []
-
-    threads, cpus = get("threads"), get("cpu_count")
-    return headline_samples(listed(get("samples")), listed(get("contention")),
-                            int(threads) if threads and threads == threads else 1,
-                            int(cpus) if cpus and cpus == cpus else None)
-
-
-def uncontended(samples: Sequence[float], values: Sequence[float], threads: int,
-                cpus: int | None = None) -> list[float]:
-    """The samples no one contended (all of them where contention was not measured)."""
-    if not values or len(values) != len(samples):
-        return list(samples)
-    flags = contended_samples(values, threads, cpus)
-    return [s for s, bad in zip(samples, flags, strict=True) if not bad]
-
-
-def drop_contended(df: Any) -> Any:
-    """A copy of a runs DataFrame (``harness.store.load``) whose timed ``ok`` cells keep only
-    their uncontended samples, with medians, throughput and ``thin`` recomputed.
-
-    For checking what dropping every contended sample would do, however few are left
-    (``speedup_drift --drop-contended``); the harness's own rule, :func:`headline_samples`,
-    keeps at least ``MIN_SAMPLES``.
-    A cell without per-sample contention is left as it is.
-    """
-    import numpy as np
-
-    from harness.measure.timing import MIN_SAMPLES
-
-    out = df.copy()
-    for i, r in out.iterrows():
-        values, samples = r.get("contention"), r.get("samples")
-        if r["status"] != "ok" or not isinstance(values, list) or not isinstance(samples, list):
-            continue
-        if not values or len(values) != len(samples):
-            continue
-        cpus = r.get("cpu_count")
-        cpus = int(cpus) if isinstance(cpus, (int, float)) and cpus == cpus else None
-        keep = [s for s, bad in zip(samples, contended_samples(values, int(r.get("threads") or 1),
-                                                                cpus), strict=True) if not bad]
-        if not keep or len(keep) == len(samples):
-            continue
-        old, new = float(r["time_median_s"]), float(np.median(keep))
-        out.at[i, "samples"] = keep
-        out.at[i, "n_samples"] = len(keep)
-        out.at[i, "time_median_s"] = new
-        out.at[i, "thin"] = len(keep) < MIN_SAMPLES
-        for col in ("tokens_per_s", "flops_per_s"):
-            if col in out and r.get(col) == r.get(col) and r.get(col) is not None:
-                out.at[i, col] = float(r[col]) * old / new
-        if "time_per_token_s" in out and r.get("time_per_token_s") == r.get("time_per_token_s") \
-                and r.get("time_per_token_s") is not None:
-            out.at[i, "time_per_token_s"] = float(r["time_per_token_s"]) * new / old
-    return out

@@ -14,12 +14,12 @@ Shaped like ``torch.utils.benchmark``: a :class:`Timer` produces an immutable
    so timer resolution and per-sample overhead (CUDA event records, synchronisation) do not
    dominate. Every stored sample is therefore *seconds per call*.
 3. **Adaptive repeats**: samples are taken until the 95% confidence interval of the median
-   is narrower than ``target_rel_ci`` (checked once ``min_samples`` exist), or
+   is narrower than ``target_rel_ci`` (checked once ``ci_stop_min_samples`` exist), or
    ``max_samples`` is reached, or the measurement phase has used ``budget_s``. The budget
-   wins over ``min_samples`` but not over ``required_samples``: a slow function gives what
+   wins over ``ci_stop_min_samples`` but not over ``required_samples``: a slow function gives what
    fits, but at least ``required_samples`` samples (default 1, even if that one call is
    longer than the whole budget; the runner's rounds require enough for every cell to end
-   with ``MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not
+   with ``HEADLINE_MIN_SAMPLES``), and the Measurement says why it stopped. A sample is not
    started when the previous one says it would overrun the budget. On CPU, a sample that
    other processes or steal contended (``harness.measure.contention``) does not count
    towards ``required_samples``: another is taken, up to three times ``required_samples`` in
@@ -55,12 +55,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from harness.measure.contention import ContentionMeter
+from harness.measure.headline import threshold
+
 DEVICE_TYPES = ("cpu", "cuda")
-# The fewest timed samples a headline number may rest on. Below it a cell is flagged
-# ``thin`` and no interval is given: a 95% bootstrap interval of a ratio of medians covers
-# the truth less than 90% of the time with 4 or fewer samples on a side (simulated in
-# tests/test_intervals.py).
-MIN_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class TimingConfig:
     warmup_max_s: float = 0.5  # stop warming up here even if times have not settled
     warmup_window: int = 5  # settled = median of last `window` vs the window before ...
     warmup_tol: float = 0.05  # ... differ by less than this fraction
-    min_samples: int = 7  # the CI test may stop the measurement only from here on
+    ci_stop_min_samples: int = 7  # the CI test may stop the measurement only from here on
     required_samples: int = 1  # the budget may stop the measurement only from here on
     max_samples: int = 1000
     target_rel_ci: float = 0.05  # stop once the median's 95% CI half-width / median is below
@@ -92,8 +90,8 @@ class TimingConfig:
             "warmup_max_s": self.warmup_max_s >= self.warmup_min_s,
             "warmup_window": self.warmup_window >= 1,
             "warmup_tol": self.warmup_tol > 0,
-            "min_samples": self.min_samples >= 1,
-            "max_samples": self.max_samples >= max(self.min_samples, self.required_samples),
+            "ci_stop_min_samples": self.ci_stop_min_samples >= 1,
+            "max_samples": self.max_samples >= max(self.ci_stop_min_samples, self.required_samples),
             "required_samples": self.required_samples >= 1,
             "rewarm_s": self.rewarm_s >= 0,
             "target_rel_ci": self.target_rel_ci > 0,
@@ -107,7 +105,7 @@ class TimingConfig:
             values = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
             raise ValueError(
                 f"invalid TimingConfig: {values} (need warmup_max_s >= warmup_min_s >= 0, "
-                "max_samples >= min_samples >= 1, 0 < confidence < 1, other values > 0)"
+                "max_samples >= ci_stop_min_samples >= 1, 0 < confidence < 1, other values > 0)"
             )
 
 
@@ -332,7 +330,6 @@ class Timer:
         ``contention`` measures what else used the CPUs during each sample
         (``harness.measure.contention``).
         """
-        from harness.measure.contention import ContentionMeter, threshold
 
         if warmup not in WARMUPS:
             raise ValueError(f"unknown warmup {warmup!r}; valid choices: {', '.join(WARMUPS)}")
@@ -380,7 +377,7 @@ class Timer:
                     meter.end()
                 samples.append(per_call)
                 bisect.insort(ordered, per_call)
-                if len(samples) >= cfg.min_samples:
+                if len(samples) >= cfg.ci_stop_min_samples:
                     rel = median_rel_ci(ordered, cfg.confidence)
                     if rel is not None and rel < cfg.target_rel_ci:
                         stop = "ci"

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 
 # the fewest samples per side for which the 95% interval covers at least 90% in simulation
-MIN_CI_SAMPLES = MIN_SAMPLES
+MIN_CI_SAMPLES = HEADLINE_MIN_SAMPLES
 TOO_FEW = "too few samples"
 
 

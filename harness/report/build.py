@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES as MIN_N
 from harness.report.output import Output, prepare_out, write_csv, write_text
 from harness.report.published import published_section
 from harness.report.sections import failures, profile_section, timed_sections, write_task_section
@@ -113,14 +113,14 @@ def build_report(
         lines += [
             f"Baseline: `{baseline}`. Speedup = baseline median time / architecture median "
             "time, with a 95% percentile-bootstrap interval [low, high] resampling both cells' "
-            f"samples; with fewer than {MIN_SAMPLES} samples on a side no interval is given "
+            f"samples; with fewer than {MIN_N} samples on a side no interval is given "
             "('too few samples': its coverage would be false). A dagger (†) in tables and "
             "a hollow marker in figures mark a cell whose samples were noisy (IQR/median above "
             "the runner's threshold): treat it with care. A double dagger (‡) in tables and a "
-            f"cross in figures mark a thin cell (fewer than {MIN_SAMPLES} timed samples). A "
+            f"cross in figures mark a thin cell (fewer than {MIN_N} timed samples). A "
             "section sign (§) marks a contended cell: other processes (or the hypervisor) "
             "used the CPUs it needed during more than a quarter of its samples, and fewer "
-            f"than {MIN_SAMPLES} were quiet (with {MIN_SAMPLES} or more quiet samples, its "
+            f"than {MIN_N} were quiet (with {MIN_N} or more quiet samples, its "
             "median and interval rest on those). "
             "Failed cells show their status (OOM, "
             "timeout, error, skipped; n/a = not in the run) instead of a number, and in figures "

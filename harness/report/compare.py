@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.measure.contention import headline_of
+from harness.measure.headline import headline_of
 
 KEYS = ("arch", "workload", "seq_len", "batch", "preset", "device", "dtype", "compile")
 # verdicts, in the order they are listed

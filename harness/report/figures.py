@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.report.scaling import MIN_FIT_LENGTHS, fit_exponent
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import Metric, pick_unit
@@ -213,7 +213,7 @@ def _any_thin(d: pd.DataFrame) -> bool:
 
 def _thin_handle() -> Line2D:
     return Line2D([], [], linestyle="none", marker="x", color="0.1", markeredgewidth=0.9,
-                  label=f"thin (< {MIN_SAMPLES} samples)")
+                  label=f"thin (< {HEADLINE_MIN_SAMPLES} samples)")
 
 
 def _noisy_handle() -> Line2D:
@@ -278,7 +278,7 @@ def _finish_panel(
         legend_below(ax, handles, ncol, title=legend_title)
 
 
-def _freeze(fig: Figure) -> Figure:
+def freeze(fig: Figure) -> Figure:
     """Lay out once, inside the plot's rc context, then fix the positions.
 
     Sizes are in inches, so the layout holds for every format and dpi; each save is then
@@ -388,7 +388,7 @@ def plot_vs_length(
             )
             if annotate_speedup_over:
                 _annotate_speedups(ax, ok, value, annotate_speedup_over, styles)
-        return _freeze(fig)
+        return freeze(fig)
 
 
 def _annotate_speedups(ax: Axes, ok: pd.DataFrame, value: str, baseline: str, styles) -> None:
@@ -513,7 +513,7 @@ def plot_speedup(
                 + _failure_handles(shown),
                 ncol,
             )
-        return _freeze(fig)
+        return freeze(fig)
 
 
 def save(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS, dpi: int = 300) -> list[Path]:

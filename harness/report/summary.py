@@ -13,7 +13,7 @@ import os
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES as MIN_N
 from harness.report.tables import (
     CONTENDED_MARK,
     NOISY_MARK,
@@ -126,9 +126,9 @@ def print_summary(run_dir: str | os.PathLike[str], baseline: str | None = None) 
         console.print(table)
     if timed:
         console.print(f"{NOISY_MARK} noisy: IQR/median above the noise threshold; treat with "
-                      f"care. {THIN_MARK} thin: fewer than {MIN_SAMPLES} samples, no interval. "
+                      f"care. {THIN_MARK} thin: fewer than {MIN_N} samples, no interval. "
                       f"{CONTENDED_MARK} contended: other processes used the CPUs during more "
-                      f"than a quarter of its samples, and fewer than {MIN_SAMPLES} were quiet",
+                      f"than a quarter of its samples, and fewer than {MIN_N} were quiet",
                       highlight=False)
     if tasks:
         console.print(TASK_NOTE, markup=False)

@@ -26,6 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from harness.measure.headline import (
+    HEADLINE_MIN_SAMPLES,
+    cell_contended,
+    headline_samples,
+    uncontended,
+)
+from harness.measure.timing import Measurement
+
 T = TypeVar("T")
 
 
@@ -72,8 +80,6 @@ class Pool:
 
     def quiet(self, threads: int) -> int:
         """Samples that count towards the cell's minimum: contended ones do not."""
-        from harness.measure.contention import uncontended
-
         return len(uncontended(self.samples, self.contention, threads))
 
 
@@ -93,9 +99,6 @@ def pooled_fields(
     ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
     or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``.
     """
-    from harness.measure.contention import cell_contended, headline_samples
-    from harness.measure.timing import MIN_SAMPLES, Measurement
-
     used = headline_samples(pool.samples, pool.contention, threads)
     m = Measurement.from_samples(
         used, noise_threshold=noise_threshold, warmup_s=warmup_s or 0.0,
@@ -132,7 +135,7 @@ def pooled_fields(
         round_order=list(pool.round_order),
         contention=list(pool.contention),
         contended=contended,
-        thin=len(pool.samples) < MIN_SAMPLES,
+        thin=len(pool.samples) < HEADLINE_MIN_SAMPLES,
         message=message + (" CONTENDED" if contended else "")
         + (f"; {static['kernel_note']}" if static.get("kernel_note") else ""),
         kernel_path=static.get("kernel_path", ""),  # which implementation ran (worker)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.run.messages import RoundDone
 from harness.run.processes import POLL_S, CellEnded, Processes, RoundFinished
 from harness.run.rounds import Pool, pooled_fields
@@ -62,10 +62,10 @@ class CellRounds:
 
     def wants_another(self, settings: RunSettings) -> bool:
         """After its planned rounds, whether the cell should get one more: a neighbour's
-        burst left it fewer than ``MIN_SAMPLES`` quiet samples. At most ``rounds`` extra
+        burst left it fewer than ``HEADLINE_MIN_SAMPLES`` quiet samples. At most ``rounds`` extra
         rounds (its own budget again); a machine loaded throughout leaves it flagged."""
         extra = self.pool.rounds_done - settings.rounds
-        return (bool(self.pool.contention) and self.quiet() < MIN_SAMPLES
+        return (bool(self.pool.contention) and self.quiet() < HEADLINE_MIN_SAMPLES
                 and extra < settings.rounds)
 
     def record(self, settings: RunSettings, slot: str = "") -> Record:

@@ -23,8 +23,9 @@ import workloads
 from architectures.optional import KernelLog, kernel_log
 from harness.errors import describe
 from harness.measure.flops import count_flops
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.measure.memory import MemoryTracker
-from harness.measure.timing import MIN_SAMPLES, Measurement, Timer, TimingConfig
+from harness.measure.timing import Measurement, Timer, TimingConfig
 from harness.run import forkserver
 from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
 from harness.run.checks import CallCheck, ChangedInput, NonFinite, check_finite
@@ -134,12 +135,12 @@ def measure_round(
     warmup: str,
 ) -> RoundDone:
     """One round of a cell's samples: ``budget_s / rounds`` of sampling, and at least the
-    samples still due for the cell to end with ``MIN_SAMPLES`` (see ``harness.run.rounds``).
+    samples still due for the cell to end with ``HEADLINE_MIN_SAMPLES`` (``harness.run.rounds``).
     Its ``wall_s`` and ``static`` are the caller's to fill in."""
     config = replace(
         settings.timing(),
         budget_s=settings.budget_s / settings.rounds,
-        required_samples=samples_needed(taken, round_index, settings.rounds, MIN_SAMPLES),
+        required_samples=samples_needed(taken, round_index, settings.rounds, HEADLINE_MIN_SAMPLES),
     )
     m = Timer(p.run, p.device, config, check=p.check.verify if p.check else None).measure(
         warmup=warmup, calls_per_sample=calls_per_sample)

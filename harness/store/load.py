@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.measure.timing import MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.store.records import Record
 from harness.store.rundir import RunDir, read_records
 
@@ -79,11 +79,11 @@ def records_frame(recs: Sequence[Record], d: str | os.PathLike[str]) -> pd.DataF
 
 
 def mark_thin(df: pd.DataFrame) -> pd.Series:
-    """Ok cells resting on fewer than ``MIN_SAMPLES`` samples (records of schema 1 have no
+    """Ok cells resting on fewer than ``HEADLINE_MIN_SAMPLES`` samples (records of schema 1 have no
     ``thin`` field, so it is derived from their samples here too)."""
     n = pd.Series([len(s) if isinstance(s, list) else 0 for s in df["samples"]], index=df.index)
     flagged = df["thin"].fillna(False).astype(bool) if "thin" in df else False
-    return (df["status"] == "ok") & (flagged | (n < MIN_SAMPLES))
+    return (df["status"] == "ok") & (flagged | (n < HEADLINE_MIN_SAMPLES))
 
 
 def _disambiguate(frames: list[pd.DataFrame]) -> None:

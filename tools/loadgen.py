@@ -1,6 +1,6 @@
 """A bursty background load, to repeat the quiet-vs-loaded check on any machine.
 
-``python -m tests.loadgen --seconds 120`` (from the repository root) keeps ``--workers``
+``python -m tools.loadgen --seconds 120`` (from the repository root) keeps ``--workers``
 processes (default: every core) busy together for a random 0.5–3 s, then idle for a random
 0.5–3 s, and so on, and stops by itself after ``--seconds``. The bursts are drawn from
 ``--seed``, so a rerun repeats the same pattern. Start it, then the benchmark in another
@@ -99,7 +99,7 @@ class BurstyLoad:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.loadgen",
+    p = argparse.ArgumentParser(prog="python -m tools.loadgen",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=120.0, help="total duration (default 120)")
     p.add_argument("--workers", type=int, default=None, help="busy processes (default: cores)")
