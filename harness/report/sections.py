@@ -13,6 +13,8 @@ from harness.report.scaling import MIN_FIT_LENGTHS, scaling_table
 from harness.report.style import ArchStyle
 from harness.report.tables import (
     METRICS,
+    latex_table,
+    markdown_table,
     metric_grid,
     metric_table,
     shared_computation,
@@ -21,7 +23,7 @@ from harness.report.tables import (
     to_latex,
     to_markdown,
 )
-from harness.report.tasks import task_results, task_table
+from harness.report.tasks import TEXT_COLUMNS, task_results, task_table
 from harness.store.load import FACET_KEYS
 
 TABLE_NAMES = {
@@ -114,18 +116,18 @@ def write_task_section(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline:
                        output: Output) -> list[str]:
     """Task table (.md/.tex/.csv), curves as CSV, and metric-vs-time/tokens figures."""
     from harness.report.task_curves import plot_task_curves, task_curves
-    from harness.report.tasks import task_latex, task_markdown
 
     out = output.out
     table = task_table(df, baseline)
     devices = table["device"].unique()
     shown = table.drop(columns=["device"]) if len(devices) == 1 else table
     stem = out / "tables" / "tasks"
-    md = task_markdown(shown)
+    md = markdown_table(shown, left=TEXT_COLUMNS, code=["arch"])
     on = f" on {devices[0]}" if len(devices) == 1 else ""
     title = f"Task results{on}: final metric, parameters, time to target, speedup vs `{baseline}`"
     write_text(stem.with_suffix(".md"), f"{title}\n\n{md}")
-    write_text(stem.with_suffix(".tex"), task_latex(shown, f"task results{on}"))
+    left = sum(c in TEXT_COLUMNS for c in shown.columns)
+    write_text(stem.with_suffix(".tex"), latex_table(shown, left, f"task results{on}"))
     write_csv(task_results(df, baseline).drop(columns=["message"]), stem.with_suffix(".csv"))
     write_csv(task_curves(df), out / "task_curves.csv")
     lines = ["## Tasks", "", TASK_INTRO.format(b=baseline), ""]

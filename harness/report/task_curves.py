@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from harness.report.figures import _freeze, legend_below, legend_columns, new_figure
+from harness.report.figures import freeze, legend_below, legend_columns, new_figure
 from harness.report.style import FAILURE_MARKERS, WIDTHS, ArchStyle, rc_for_width
 from harness.report.tables import STATUS_TEXT
 from harness.report.tasks import (
@@ -137,7 +137,7 @@ def plot_task_curves(
         devices = res["device_label"].unique()
         if len(devices) == 1 and devices[0] != "cpu":
             fig.suptitle(str(devices[0]), x=0.01, ha="left", fontsize="medium")
-        return _freeze(fig)
+        return freeze(fig)
 
 
 def _same_curve(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
