@@ -22,7 +22,8 @@ from harness.run.settings import RunSettings
 from harness.run.suites import load_suite
 from harness.run.worker import run_cell
 from harness.store.records import Cell
-from workloads.tasks import TASKS, TaskWorkload
+from workloads.task_workload import TaskWorkload
+from workloads.tasks import TASKS
 from workloads.tasks.mackey_glass import MackeyGlass, mackey_glass
 from workloads.tasks.psdigits import PsDigits, permutation, pixel_sequences, split_digits
 from workloads.tasks.psmnist import FILES, PsMnist, find_files, read_idx

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from workloads.task_workload import TaskWorkload
+
 KINDS = ("timed", "task")
 C = TypeVar("C", bound=type)
 
@@ -106,8 +108,6 @@ def register(
 
 def register_task(task_cls: C) -> C:
     """Add a task (a ``workloads.tasks.Task`` subclass) as a workload of kind "task"."""
-    from workloads.tasks import TaskWorkload
-
     metric = MetricInfo(
         name=task_cls.metric,
         label=task_cls.metric_label or task_cls.metric,

@@ -28,17 +28,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from harness.selftest.config import SUITE, SelftestConfig
 from harness.selftest.verdict import Check, Outcome, exit_code, verdict, write
 
 # The stage modules are imported by run_selftest, not here: the command line imports this
 # package to name missing packages before anything (architectures, the runner) needs them.
 __all__ = ["NEEDS", "SUITE", "Check", "Outcome", "SelftestConfig", "exit_code",
            "missing_packages", "offline_install_hint", "run_selftest", "verdict"]
-
-SUITE = "selftest"
 
 # modules the stages import beyond torch/pandas/matplotlib/seaborn (what an HPC node's
 # python3 typically has): pip name → module. psutil: the runner; scipy: the report's
@@ -62,16 +60,6 @@ def offline_install_hint(missing: list[str]) -> str:
             f"`python3 -m pip install --no-index --find-links wheels {names}`")
 
 
-@dataclass(frozen=True)
-class SelftestConfig:
-    """How much to do. The defaults are the acceptance run; tests pass smaller ones."""
-
-    calibrate_seconds: float = 0.6  # per operation and timer, split over calibrate's rounds
-    calibrate_attempts: int = 3
-    archs: tuple[str, ...] | None = None  # contract + sweep subset (None: all / the suite's)
-    seq_len: tuple[int, ...] | None = None  # sweep lengths (None: the suite's)
-    baseline: str | None = None  # None: the suite's, stored with the sweep
-    strict: bool = False  # an installed kernel that did not run fails (always so on CUDA)
 
 
 def _timed(name: str, fn: Callable[[], Check]) -> Check:
@@ -87,7 +75,7 @@ def _timed(name: str, fn: Callable[[], Check]) -> Check:
     return check
 
 
-def run_selftest(device: str, out: str | Path, config: SelftestConfig = SelftestConfig(),
+def run_selftest(device: str, out: str | Path, config: SelftestConfig | None = None,
                  log: Callable[[str], None] = print) -> list[Check]:
     """Run every stage (each one even when an earlier one failed, except that the report
     needs the sweep's records) and write ``selftest.md`` / ``selftest.json`` to ``out``."""
@@ -99,7 +87,7 @@ def run_selftest(device: str, out: str | Path, config: SelftestConfig = Selftest
     from harness.selftest.sweep import check_sweep
     from harness.selftest.timer import check_timer
 
-    out = Path(out)
+    out, config = Path(out), config or SelftestConfig()
     out.mkdir(parents=True, exist_ok=True)
     set_float32_policy("strict")  # as every cell of a default run
     stages: list[tuple[str, Callable[[], Check]]] = [

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from harness.selftest import SUITE
+from harness.selftest.config import SUITE, SelftestConfig
 from harness.selftest.verdict import Check, Outcome
-
-if TYPE_CHECKING:
-    from harness.selftest import SelftestConfig
 
 
 def check_sweep(device: str, out: Path, config: SelftestConfig,
