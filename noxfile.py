@@ -1,9 +1,9 @@
 """nox sessions for seqbench.
 
-Torch is installed first from ``SEQBENCH_TORCH`` (default ``torch==2.13.0``, the CPU
-wheel on the reference machine), so a CPU machine never pulls a multi-GB CUDA build by
-accident. GPU users set e.g. ``SEQBENCH_TORCH="torch==2.13.0"`` with their CUDA index:
-``SEQBENCH_TORCH="torch --index-url <your CUDA wheel index>"``.
+Torch is installed first from ``SEQBENCH_TORCH`` (default: the version ``asv.conf.json``
+pins, the CPU wheel on the reference machine), so a CPU machine never pulls a multi-GB
+CUDA build by accident. GPU users name their CUDA index:
+``SEQBENCH_TORCH="torch==X --index-url <your CUDA wheel index>"``.
 
 Environments are reused; installs are skipped when nothing they depend on changed (a
 stamp of the torch spec, the extras and pyproject.toml), so a second call starts in
@@ -15,17 +15,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tools.asv_support import pinned_torch  # noqa: E402
 
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"  # pip honours the machine's pip config; uv does not
 nox.options.sessions = ["tests"]
 
 ROOT = Path(__file__).parent
-TORCH_SPEC = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
+TORCH_SPEC = os.environ.get("SEQBENCH_TORCH") or pinned_torch()  # asv.conf.json: the one pin
 
 
 def install(session: nox.Session, *extras: str, also: tuple[str, ...] = ()) -> None:
@@ -106,5 +110,5 @@ def asv(session: nox.Session) -> None:
     ``-- compare BASE HEAD``, ``-- publish``.
     """
     install(session, "asv")
-    session.run("python", "-m", "harness.asv_support", *session.posargs,
+    session.run("python", "-m", "tools.asv_support", *session.posargs,
                 env={"SEQBENCH_TORCH": TORCH_SPEC})

@@ -19,11 +19,11 @@ import torch
 
 import architectures
 import workloads
-from harness import asv_support
-from harness.asv_support import ASSETS, CompareRow, parse_compare, plan, rewrite_html
+from tools import asv_support
+from tools.asv_support import ASSETS, CompareRow, parse_compare, plan, rewrite_html
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE_FILES = ("asv.conf.json", "asv_bench", "harness/asv_support.py")
+SUITE_FILES = ("asv.conf.json", "asv_bench", "tools/asv_support.py")
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def _inject_delay(path: Path, seconds: float) -> None:
 
 
 def _drive(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.asv_support", *args], cwd=repo,
+    return subprocess.run([sys.executable, "-m", "tools.asv_support", *args], cwd=repo,
                           env=env, capture_output=True, text=True, timeout=600)
 
 

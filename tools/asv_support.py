@@ -1,6 +1,6 @@
 """Driving asv for ``nox -s asv``, and making its published dashboard work offline.
 
-``python -m harness.asv_support [MODE ...]`` (what the nox session runs):
+``python -m tools.asv_support [MODE ...]`` (what the nox session runs):
 
 * no arguments: ``asv machine --yes``, then ``asv run NEW`` (the commits of main since the
   last recorded one) or ``asv run HEAD`` when nothing is recorded yet, then publish;
@@ -21,8 +21,9 @@ tarball URL without npm), checked against pinned SHA-256 sums, unpacked beside t
 and the tags are rewritten to load them locally without the CDN ``integrity`` attributes
 (the npm builds are different files).
 
-The torch asv installs comes from ``SEQBENCH_TORCH`` as in the noxfile: the default
-(``torch==2.13.0``) is what ``asv.conf.json`` pins; anything else (``torch==X``, ``torch``,
+The torch asv installs comes from ``SEQBENCH_TORCH`` as in the noxfile. The default is
+the one torch pin of the project: ``asv.conf.json``'s matrix (plain ``asv run`` must read
+it there, so the noxfile reads it from there too, through :func:`pinned_torch`); anything else (``torch==X``, ``torch``,
 with ``--index-url``/``--extra-index-url``/``--find-links``) makes a derived config
 under ``results/asv-envs/`` whose matrix names that torch, so its environment and its
 results are kept apart from the CPU ones.
@@ -46,7 +47,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "asv.conf.json"
-DEFAULT_TORCH = "torch==2.13.0"
 DEFAULT_FACTOR = "1.1"
 FACTOR_ENV = "SEQBENCH_ASV_FACTOR"
 MODES = ("new", "run", "same", "continuous", "compare", "publish")
@@ -193,7 +193,7 @@ def vendor_dashboard(html_dir: Path, cache_dir: Path | None = None) -> list[Path
         new, unknown = rewrite_html(text)
         if unknown:
             raise RuntimeError(f"{page}: no offline copy for {', '.join(unknown)}; "
-                               "add them to harness.asv_support.ASSETS")
+                               "add them to tools.asv_support.ASSETS")
         if new != text:
             needed += [a for a in ASSETS if a.url in text]
             page.write_text(new, encoding="utf-8")
@@ -215,6 +215,12 @@ def load_config(path: Path = CONFIG) -> dict:
     """asv.conf.json, which allows whole-line ``//`` comments."""
     lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("//")]
     return json.loads("\n".join(lines))
+
+
+def pinned_torch(path: Path = CONFIG) -> str:
+    """The torch the project pins (``torch==X``), from asv.conf.json's matrix."""
+    (version,) = load_config(path)["matrix"]["req"]["torch"]
+    return f"torch=={version}"
 
 
 def torch_matrix(spec: str) -> dict:
@@ -252,7 +258,7 @@ def config_for(torch_spec: str, root: Path = ROOT) -> Path:
     """The asv config to use: asv.conf.json itself for the default torch, else a derived
     copy (absolute paths, matrix from ``torch_spec``) under results/asv-envs/."""
     base = root / "asv.conf.json"
-    if torch_spec.strip() == DEFAULT_TORCH:
+    if torch_spec.strip() == pinned_torch(base):
         return base
     conf = load_config(base)
     for key in ("repo", "benchmark_dir", "env_dir", "results_dir", "html_dir"):
@@ -342,7 +348,7 @@ def plan(argv: list[str], config: Path, results_dir: Path,
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        config = config_for(os.environ.get("SEQBENCH_TORCH", DEFAULT_TORCH))
+        config = config_for(os.environ.get("SEQBENCH_TORCH") or pinned_torch())
         conf = load_config(config)
         results_dir = (config.parent / conf["results_dir"]).resolve()
         commands = plan(argv, config, results_dir,
