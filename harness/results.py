@@ -4,6 +4,6 @@ and live in a :class:`harness.store.rundir.RunDir`.
 """
 
 from harness.store.load import load_runs as load
-from harness.store.rundir import ResultStore, RunDir
+from harness.store.rundir import RunDir
 
-__all__ = ["ResultStore", "RunDir", "load"]
+__all__ = ["RunDir", "load"]

@@ -350,9 +350,6 @@ class RunDir:
         return self.root / PROFILES
 
 
-# the old name, for code written before issue 13
-ResultStore = RunDir
-
 
 def read_records(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Record]:
     """Records of one or several run directories; UsageError if a directory holds none."""
