@@ -14,6 +14,7 @@ from torch import nn
 
 from architectures import SequenceModel, register
 
+HANGING = "SEQBENCH_TEST_HANGING"
 COMMON = dict(family="test", parallel_training=True, stepwise=False,
               time_complexity="O(n)", memory_complexity="O(n)",
               presets={"tiny": {}, "small": {}})
@@ -56,6 +57,9 @@ class Abort(_Faulty):
 @register("test-hang", description="never returns", **COMMON)
 class Hang(_Faulty):
     def misbehave(self) -> None:
+        mark = os.environ.get(HANGING)  # a folder: say which process hangs
+        if mark:
+            open(os.path.join(mark, str(os.getpid())), "w").close()
         while True:
             time.sleep(0.05)
 
