@@ -47,22 +47,39 @@ def cell_contended(values: Sequence[float], threads: int, cpus: int | None = Non
     return sum(flags) / len(flags) > CONTENDED_SHARE
 
 
-def headline_samples(samples: Sequence[float], values: Sequence[float], threads: int,
-                     cpus: int | None = None) -> list[float]:
-    """The samples a cell's median and interval rest on: its uncontended samples when at
-    least ``HEADLINE_MIN_SAMPLES`` of them were taken, else all of them (the cell is then flagged
-    when too many were contended). The Timer takes extra samples in place of contended ones
-    (``Timer.measure``), so under a bursty load a cell usually has enough quiet ones.
+def headline_mask(samples: Sequence[float], values: Sequence[float], threads: int,
+                  cpus: int | None = None) -> list[bool]:
+    """Which samples a cell's median and interval rest on: its uncontended samples when at
+    least ``HEADLINE_MIN_SAMPLES`` of them were taken, else all of them (the cell is then
+    flagged when too many were contended). The Timer takes extra samples in place of
+    contended ones (``Timer.measure``), so under a bursty load a cell usually has enough
+    quiet ones.
 
     Measured on the 2-core VM: a neighbour's burst inflates a sample 1.5-4x, and the
     median of five samples of which two or three were inflated moved a speedup by 90%."""
-    quiet = uncontended(samples, values, threads, cpus)
-    return quiet if len(quiet) >= HEADLINE_MIN_SAMPLES else list(samples)
+    if not values or len(values) != len(samples):
+        return [True] * len(samples)
+    quiet = [not bad for bad in contended_samples(values, threads, cpus)]
+    return quiet if sum(quiet) >= HEADLINE_MIN_SAMPLES else [True] * len(samples)
+
+
+def headline_samples(samples: Sequence[float], values: Sequence[float], threads: int,
+                     cpus: int | None = None) -> list[float]:
+    """The samples :func:`headline_mask` keeps."""
+    mask = headline_mask(samples, values, threads, cpus)
+    return [s for s, keep in zip(samples, mask, strict=True) if keep]
 
 
 def headline_of(row: Any) -> list[float]:
-    """:func:`headline_samples` of a loaded record: a DataFrame row (Series or itertuples
-    tuple) with ``samples``, ``contention``, ``threads`` and the run's ``cpu_count``."""
+    """:func:`headline_samples` of a loaded record (see :func:`headline_rounds_of`)."""
+    return headline_rounds_of(row)[0]
+
+
+def headline_rounds_of(row: Any) -> tuple[list[float], list[int] | None]:
+    """The headline samples of a loaded record and the round of each (None where the
+    record does not say). ``row``: a DataFrame row (Series or itertuples tuple) with
+    ``samples``, ``contention``, ``sample_rounds``, ``threads`` and the run's
+    ``cpu_count``."""
     def get(key: str) -> Any:
         return row.get(key) if hasattr(row, "get") else getattr(row, key, None)
 
@@ -70,9 +87,14 @@ def headline_of(row: Any) -> list[float]:
         return [float(x) for x in v] if hasattr(v, "__len__") and not isinstance(v, str) else []
 
     threads, cpus = get("threads"), get("cpu_count")
-    return headline_samples(listed(get("samples")), listed(get("contention")),
-                            int(threads) if threads and threads == threads else 1,
-                            int(cpus) if cpus and cpus == cpus else None)
+    samples, rounds = listed(get("samples")), listed(get("sample_rounds"))
+    mask = headline_mask(samples, listed(get("contention")),
+                         int(threads) if threads and threads == threads else 1,
+                         int(cpus) if cpus and cpus == cpus else None)
+    kept = [s for s, keep in zip(samples, mask, strict=True) if keep]
+    if len(rounds) != len(samples):
+        return kept, None
+    return kept, [int(r) for r, keep in zip(rounds, mask, strict=True) if keep]
 
 
 def uncontended(samples: Sequence[float], values: Sequence[float], threads: int,

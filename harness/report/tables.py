@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.measure.headline import headline_of
+from harness.measure.headline import headline_rounds_of
 from harness.report.bootstrap import TOO_FEW, ratio_ci
 from harness.store.load import FACET_KEYS, read_env
 from harness.store.records import STATUSES
@@ -116,8 +116,9 @@ def speedup_table(
 
     Columns: facet keys, ``arch``, ``seq_len``, ``status`` (the arch's), ``base_status``,
     ``speedup`` (ratio of the records' medians), ``ci_low``/``ci_high`` (percentile bootstrap
-    of the ratio of medians from both cells' samples), ``noisy`` (either side noisy),
-    ``thin`` (either side rests on too few samples) and ``too_few`` (so no interval).
+    of the ratio of medians, resampling both cells' rounds, then samples within them),
+    ``noisy`` (either side noisy), ``thin`` (either side rests on too few samples) and
+    ``too_few`` (so no interval).
     """
     check_baseline(df, baseline)
     rows = []
@@ -137,9 +138,13 @@ def speedup_table(
                 if r.arch == baseline:
                     row.update(speedup=1.0, ci_low=1.0, ci_high=1.0)
                 else:
+                    (num, num_rounds), (den, den_rounds) = (headline_rounds_of(b),
+                                                            headline_rounds_of(r))
                     ci = ratio_ci(
-                        headline_of(b),
-                        headline_of(r),
+                        num,
+                        den,
+                        num_rounds=num_rounds,
+                        den_rounds=den_rounds,
                         confidence=confidence,
                         n_resamples=n_resamples,
                         seed=seed,
