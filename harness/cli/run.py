@@ -108,6 +108,7 @@ def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"[bold]seqbench[/] suite {p.suite.name!r}: {len(p.cells)} cells on "
                   f"{p.device} → {p.out}")
+    console.print(_eta(p, args), highlight=False, markup=False)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=False,
@@ -149,6 +150,24 @@ def main(args: argparse.Namespace) -> int:
         print(f"{missing} of {len(p.cells)} cells have no record yet: see "
               f"`python -m harness status {p.out}`; the same command resumes them")
     return 0
+
+
+def _eta(p: Any, args: argparse.Namespace) -> str:
+    """The run's estimated length (``harness.run.eta``), over the cells not yet stored;
+    one line saying why where it cannot be estimated here."""
+    from harness.errors import describe
+    from harness.run.eta import estimate
+
+    todo = RunDir(p.out).to_run(p.cells, retry_failed=args.retry_failed)
+    if not todo:
+        return "nothing to run: every cell is stored"
+    if args.launcher != "local":
+        return f"not estimated: the {args.launcher} launcher runs cells on other machines"
+    slots = len(args.devices) if args.devices else args.workers
+    try:
+        return estimate(todo, p.settings, workers=slots).text()
+    except Exception as exc:  # an estimate is advice: the cells report their own failures
+        return f"not estimated: {describe(exc)}"
 
 
 def _stopped(exc: BaseException) -> str:

@@ -208,11 +208,15 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any,
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
+    seed = opts.cell_seed(settings.seed)
+    torch.manual_seed(seed)  # the cell's own seed, when it has one, builds its model
     with MemoryTracker(device) as mem:
         model, _ = build_model(cell, at, {**adapter_overrides, **workload.io(opts)})
+        # the adapter's own parameters: everything but what the task adds around it (a
+        # byte embedding): the non-embedding count of the scaling literature
+        model_params = sum(p.numel() for p in model.parameters())
         res, params = workload.run_task(model, opts, batch=cell.batch, seq_len=cell.seq_len,
-                                        device=device, dtype=dtype, seed=settings.seed,
-                                        clock=clock)
+                                        device=device, dtype=dtype, seed=seed, clock=clock)
     t = res.step_times_s
     diverged = res.stopped_by == "diverged"  # a non-finite train or test loss
     m = Measurement.from_samples(t, noise_threshold=settings.noise_threshold) if t else None
@@ -227,7 +231,7 @@ def measure_task(cell: Cell, settings: RunSettings, workload: Any,
         peak_mem_bytes=mem.peak_bytes,
         peak_reserved_bytes=mem.reserved_bytes,
         tokens_per_s=cell.batch * cell.seq_len / median if median else None,
-        metrics={**res.metrics(), "params": params},
+        metrics={**res.metrics(), "params": params, "model_params": model_params},
         message=(f"non-finite: training diverged at step {res.steps}; " if diverged else "")
         + res.summary(),
         **({"status": "nonfinite"} if diverged else {}),

@@ -33,6 +33,10 @@ class TrainOptions:
     eval_batch: int = 256  # test examples per forward pass during evaluation
     target: float = 0.0  # metric value that counts as reached (each task sets its own)
     stop_at_target: bool = False  # end training once the target is reached
+    # -1: the run's seed. A seed >= 0 is the cell's own (model init and data order), and
+    # being an option it is part of the cell's key: seeds of one model are separate cells
+    seed: int = -1
+    eval_log_points: int = 0  # > 0: evaluate at this many log-spaced steps too (to max_steps)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -61,9 +65,15 @@ class TrainOptions:
         for name in ("lr", "max_wall_s", "eval_every_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{task}: {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "grad_clip"):
+        for name in ("weight_decay", "grad_clip", "eval_log_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{task}: {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.seed < -1:
+            raise ValueError(f"{task}: seed must be >= 0 (or -1: the run's), got {self.seed!r}")
+
+    def cell_seed(self, run_seed: int) -> int:
+        """The seed this cell trains with: its own when given, else the run's."""
+        return self.seed if self.seed >= 0 else run_seed
 
 
 def _coerce(task: str, key: str, value: Any, default: Any) -> Any:

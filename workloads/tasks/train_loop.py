@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,6 +126,15 @@ def _to(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tens
     return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
 
 
+def log_spaced_steps(max_steps: int, points: int) -> set[int]:
+    """About ``points`` steps spaced evenly on a log scale from 1 to ``max_steps`` (the
+    small ones merge: steps are whole), so a loss-vs-tokens curve has points in every
+    decade; none when ``points`` is 0."""
+    if points <= 0:
+        return set()
+    return {int(round(s)) for s in np.geomspace(1, max_steps, points)}
+
+
 def train(
     net: nn.Module,
     task: Task,
@@ -145,6 +155,7 @@ def train(
                      options=asdict(opts), data=dict(data.info))
     train_losses: list[float] = []
     last_eval_step, last_eval_s = 0, 0.0
+    log_steps = log_spaced_steps(opts.max_steps, opts.eval_log_points)
 
     def record_eval() -> bool:
         """Evaluate and add a curve point; False when the test loss is NaN or infinite."""
@@ -200,7 +211,7 @@ def train(
             res.stopped_by = "diverged"
             record_eval()
             break
-        if (res.steps - last_eval_step >= opts.eval_every
+        if (res.steps - last_eval_step >= opts.eval_every or res.steps in log_steps
                 or res.train_s - last_eval_s >= opts.eval_every_s) and not record_eval():
             res.stopped_by = "diverged"  # a non-finite test loss stops the run too
             break
