@@ -8,6 +8,14 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.measure.headline import HEADLINE_MIN_SAMPLES as MIN_N
+from harness.report.lm_paper import (
+    analyse,
+    in_roles,
+    lm_runs,
+    lm_section,
+    measured_claims,
+    parse_roles,
+)
 from harness.report.output import Output, prepare_out, write_csv, write_text
 from harness.report.published import published_section
 from harness.report.sections import failures, profile_section, timed_sections, write_task_section
@@ -84,8 +92,9 @@ def build_report(
     check_baseline(df, baseline)
     notes = []
     measured = df  # every record: the published figures are compared with all of them
+    settings = run_report_settings(dirs)
+    roles = parse_roles(settings["lm"], "the run's [report.lm]") if "lm" in settings else {}
     if preset == "paper":
-        settings = run_report_settings(dirs)
         paper_archs = settings.get("paper_archs") or []
         paper_workloads = settings.get("paper_workloads") or []
         if not paper_archs or not paper_workloads:
@@ -128,9 +137,13 @@ def build_report(
         ]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
     lines += ["## Runs", "", to_markdown(run_summaries(dirs, df).set_index("run"), "run"), ""]
-    lines += published_section(measured)
+    lm_runs_ = lm_runs(split_tasks(measured)[1], roles)  # roles choose their own records
+    lm_found = analyse(lm_runs_, roles)
+    lines += published_section(measured, lm=measured_claims(lm_runs_, lm_found))
+    tasks = tasks[~in_roles(tasks, roles)] if roles else tasks  # their own section shows them
     if not tasks.empty:
         lines += write_task_section(tasks, styles, baseline, output)
+    lines += lm_section(lm_runs_, lm_found, output)
     if not timed.empty:
         lines += timed_sections(timed, styles, baseline, output, preset, n_resamples, seed)
     lines += profile_section(dirs, output)

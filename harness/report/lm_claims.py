@@ -46,7 +46,7 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _count(n: float) -> str:
+def count_text(n: float) -> str:
     """``1.6M``, ``80k``: token counts as a reader says them."""
     for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:
@@ -159,8 +159,8 @@ class Reach:
 
     def text(self) -> str:
         if self.x is None:
-            return f"more than {_count(self.x_max)}"
-        return f"at most {_count(self.x)}" if self.at_first else _count(self.x)
+            return f"more than {count_text(self.x_max)}"
+        return f"at most {count_text(self.x)}" if self.at_first else count_text(self.x)
 
 
 def first_reach(x: ArrayLike, y: ArrayLike, target: float, *, higher_is_better: bool = False,
@@ -327,7 +327,7 @@ class TokenMultiplier:
         n_first = self.per_seed_bound.count("less")
         of = f" in {len(never)} of {self.n_seeds} seeds" if len(never) < self.n_seeds else ""
         never_txt = (f"{self.reference_label} never reached the {self.subject_label}'s loss "
-                     f"within its {_count(max(never))} tokens{of}" if never else "")
+                     f"within its {count_text(max(never))} tokens{of}" if never else "")
         first_txt = (f"{self.reference_label} was already there at its first evaluation "
                      f"in {n_first} of {self.n_seeds} seeds" if n_first else "")
         notes = "; ".join(t for t in (never_txt, first_txt) if t)
@@ -363,6 +363,26 @@ def token_multiplier(subject: Seeds, reference: Seeds, *, subject_label: str = "
     return TokenMultiplier(iv.value, iv.low, iv.high, iv.n_seeds, iv.method, iv.bound,
                            tuple(values), tuple(bounds), tuple(budgets), subject_label,
                            reference_label)
+
+
+def fewer_tokens(subject: Seeds, reference: Seeds, *, confidence: float = 0.95,
+                 n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> SeedInterval:
+    """The claim read the other way, where equal budgets can show it: per seed, the
+    reference's loss at its last evaluation is the target, and the value is the
+    reference's tokens over the subject's tokens to first reach it ("the same loss with
+    10x fewer tokens"). A subject that never gets there gives an upper bound (the budgets'
+    ratio: "less"), one there at its first evaluation a lower bound ("more")."""
+    sub, ref = _by_seed(subject), _by_seed(reference)
+    if set(sub) != set(ref):
+        raise ValueError(f"the multiplier pairs seeds; subject has {sorted(map(str, sub))}, "
+                         f"reference {sorted(map(str, ref))}")
+    values, bounds = [], []
+    for s in sub:
+        r = first_reach(sub[s].tokens, sub[s].loss, ref[s].final)
+        values.append(ref[s].budget / (r.x if r.x is not None else r.x_max))
+        bounds.append("less" if r.x is None else "more" if r.at_first else "")
+    return seed_interval(values, bounds=bounds, confidence=confidence,
+                         n_resamples=n_resamples, seed=seed)
 
 
 # ---------------------------------------------------------------- claims 2 and 3: loss gaps
@@ -402,7 +422,7 @@ class LossGain:
         """``0.1 [0.05, 0.2] lower for improved than base at 1.6M tokens (3 seeds, range)``."""
         how = f"{_seeds(self.n_seeds)}, {self.method}" + ("" if self.paired else ", unpaired")
         return (f"{_num(self.value)} {_interval(self.low, self.high)} lower for "
-                f"{self.improved_label} than {self.base_label} at {_count(self.tokens)} "
+                f"{self.improved_label} than {self.base_label} at {count_text(self.tokens)} "
                 f"tokens ({how})")
 
 
@@ -458,7 +478,7 @@ class GapRatio:
     def text(self) -> str:
         """``1 [0.5, 2] (reference − subject 0.2 [0.1, 0.3] …)``, or why it is undefined."""
         u, g = self.upper_gap, self.lower_gap
-        gaps = f"{_gap(u)}; {_gap(g)}; at {_count(u.tokens)} tokens"
+        gaps = f"{_gap(u)}; {_gap(g)}; at {count_text(u.tokens)} tokens"
         if self.ratio is None:
             return (f"undefined: the {g.base_label}–{g.improved_label} gap's interval "
                     f"includes 0 ({gaps})")
@@ -593,7 +613,7 @@ class LossScaling:
     def text(self) -> str:
         f = self.fit
         how = "bootstrap over seeds" if f.method == "bootstrap" else "t-interval"
-        at = f"at {_count(self.tokens)} tokens" if self.tokens else "at each run's budget"
+        at = f"at {count_text(self.tokens)} tokens" if self.tokens else "at each run's budget"
         return (f"loss ∝ N^−{self.alpha:.3f} [{self.low:.3f}, {self.high:.3f}], "
                 f"R² {f.r2:.3f} {at} ({f.n_points} points at {f.n_x} sizes, "
                 f"{f.n_groups} seeds; {how})")

@@ -23,11 +23,15 @@ import pandas as pd
 from harness.report.tables import to_markdown
 from harness.store.load import FACET_KEYS
 
-QUANTITIES = ("speedup", "accuracy", "test-bound")
+# the language-modelling claims are measured by the suite's roles (harness.report.lm_paper)
+# and handed in; the others are found in the records by [figure.measure]
+LM_QUANTITIES = ("token-multiplier", "loss-gap-ratio", "loss-gain")
+QUANTITIES = ("speedup", "accuracy", "test-bound", *LM_QUANTITIES)
 STATISTICS = {  # what a measured row's number is, by quantity
     "speedup": ("time_median_s", "time_min_s"),
     "accuracy": ("best", "final"),
     "test-bound": ("time_min_s", "time_median_s"),
+    **{q: ("median over seeds",) for q in LM_QUANTITIES},
 }
 REQUIRED = ("id", "quantity", "claim", "source", "seen_in", "conditions", "hardware")
 PUBLISHED_KEYS = ("device", "dataset", "seq_len", "batch", "params", "objective")
@@ -46,7 +50,7 @@ class Figure:
     seen_in: str
     conditions: str
     hardware: str
-    value: float | None = None  # speedup (×) or accuracy (fraction)
+    value: float | None = None  # speedup (×), accuracy (fraction), multiplier or ratio
     low: float | None = None  # test bounds (seconds)
     high: float | None = None
     qualifier: str = ""  # e.g. "up to"
@@ -61,7 +65,10 @@ class Figure:
     def shown(self) -> str:
         if self.quantity == "test-bound":
             return f"{self.low:g}–{self.high:g} s (test bound)"
-        text = f"{100 * self.value:.2f}%" if self.quantity == "accuracy" else f"{self.value:g}×"
+        if self.value is None:  # a claim with a direction only (a gain: "> 0")
+            return self.qualifier
+        text = (f"{100 * self.value:.2f}%" if self.quantity == "accuracy"
+                else f"{self.value:g}" if self.quantity == "loss-gap-ratio" else f"{self.value:g}×")
         return f"{self.qualifier} {text}".strip()
 
 
@@ -91,6 +98,9 @@ def parse(data: dict[str, Any], origin: str = "published.toml") -> list[Figure]:
             lo, hi = entry.get("low"), entry.get("high")
             if not all(isinstance(v, (int, float)) for v in (lo, hi)) or not 0 < lo <= hi:
                 raise _fail(where, "a test bound needs numbers 0 < low <= high (seconds)")
+        elif q == "loss-gain" and "value" not in entry:
+            if not entry.get("qualifier"):
+                raise _fail(where, "a loss gain needs a 'value' or a 'qualifier' (e.g. '> 0')")
         else:
             v = entry.get("value")
             if not isinstance(v, (int, float)) or v <= 0 or (q == "accuracy" and v > 1):
@@ -103,8 +113,10 @@ def parse(data: dict[str, Any], origin: str = "published.toml") -> list[Figure]:
             if bad:
                 valid = ", ".join(keys)
                 raise _fail(where, f"unknown [{name}] key(s) {sorted(bad)}; valid: {valid}")
-        if not (measure.get("workload") or measure.get("workloads")) or not measure.get("arch"):
-            raise _fail(where, "[measure] needs 'workload' (or 'workloads') and 'arch'")
+        if not (measure.get("workload") or measure.get("workloads")):
+            raise _fail(where, "[measure] needs 'workload' (or 'workloads')")
+        if q not in LM_QUANTITIES and not measure.get("arch"):  # roles come from the suite
+            raise _fail(where, "[measure] needs 'arch'")
         if q == "speedup" and not measure.get("baseline"):
             raise _fail(where, "a speedup's [measure] needs a 'baseline'")
         stat = measure.get("statistic", STATISTICS[q][0])
@@ -262,16 +274,24 @@ def _verdict(fig: Figure, got: Measured) -> str:
     return "within the bound" if got.value <= fig.high else "above the bound"
 
 
-def published_table(df: pd.DataFrame, figures: list[Figure] | None = None) -> pd.DataFrame:
-    """One row per figure and device that measured it (a figure nobody measured: one row)."""
+def published_table(df: pd.DataFrame, figures: list[Figure] | None = None,
+                    lm: dict[str, list[Measured]] | None = None) -> pd.DataFrame:
+    """One row per figure and device that measured it (a figure nobody measured: one row).
+    ``lm``: the language-modelling claims measured, by quantity (see ``LM_QUANTITIES``)."""
     figures = load() if figures is None else figures
     rows = []
     for fig in figures:
-        found = MEASURERS[fig.quantity](df, fig) if not df.empty else []
+        if fig.quantity in LM_QUANTITIES:
+            found = [g for g in (lm or {}).get(fig.quantity, [])
+                     if g.conditions.get("workload") in fig.workloads]
+        else:
+            found = MEASURERS[fig.quantity](df, fig) if not df.empty else []
         base = {"figure": fig.id, "quantity": fig.quantity, "published": fig.shown(),
                 "claim": fig.claim, "source": fig.source, "hardware": fig.hardware}  # fmt: skip
         if not found:
             where = ", ".join(f"{k} {v}" for k, v in fig.measure.items() if k != "statistic")
+            if fig.quantity in LM_QUANTITIES:
+                where += ", by a suite's [report.lm] roles (e.g. --suite lm-smoke)"
             rows.append({**base, "device": "", "measured": f"not in these runs ({where})",
                          "measured_value": None, "differs": ""})  # fmt: skip
         for got in found:
@@ -283,9 +303,10 @@ def published_table(df: pd.DataFrame, figures: list[Figure] | None = None) -> pd
     return pd.DataFrame(rows)
 
 
-def published_section(df: pd.DataFrame, figures: list[Figure] | None = None) -> list[str]:
+def published_section(df: pd.DataFrame, figures: list[Figure] | None = None,
+                      lm: dict[str, list[Measured]] | None = None) -> list[str]:
     """The report's Markdown section: published beside measured, with the differences."""
-    table = published_table(df, figures)
+    table = published_table(df, figures, lm)
     if table.empty:
         return []
     show = table[["figure", "published", "device", "measured", "differs"]].rename(

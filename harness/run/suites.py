@@ -66,30 +66,43 @@ class Suite:
             if not isinstance(own_sets, dict):
                 raise UsageError(f"{self.source}: set must be a table of key = value "
                                  f"(e.g. set = {{order = 256}}), got {own_sets!r}")
+            sweep = spec.pop("sweep", {})
+            if not isinstance(sweep, dict) or not all(
+                    isinstance(v, list) and v for v in sweep.values()):
+                raise UsageError(f"{self.source}: sweep must be a table of key = [values] "
+                                 f"(e.g. sweep = {{seed = [0, 1, 2]}}), got {sweep!r}")
             sets = {**own_sets, **(overrides or {})}
-            for key, value in sets.items():
+            for key, value in {**sets, **sweep}.items():
                 check_finite(key, value, self.source if key not in (overrides or {}) else "--set")
             unknown = set(spec) - set(CELL_FIELDS)
             if unknown:
                 raise UsageError(
                     f"{self.source}: unknown grid field(s) {sorted(unknown)}; "
-                    f"valid choices: {', '.join(CELL_FIELDS + ('set',))}"
+                    f"valid choices: {', '.join(CELL_FIELDS + ('set', 'sweep'))}"
                 )
             missing = [f for f in ("arch", "workload", "seq_len", "batch") if f not in spec]
             if missing:
                 raise UsageError(f"{self.source}: a [{kind}] grid lacks {', '.join(missing)}")
             lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
             keys = list(lists)
+            swept = [dict(zip(sweep, vs, strict=True)) for vs in itertools.product(*sweep.values())]
             for values in itertools.product(*(lists[k] for k in keys)):
                 kw = dict(zip(keys, values, strict=True))
                 if kw["arch"] not in architectures.available():
                     raise choice("architecture", kw["arch"], architectures.available())
                 accepted = cell_keys(kw["arch"], kw["workload"])
-                own = {k: v for k, v in sets.items() if k in accepted}
-                cell = Cell.make(overrides=own, device=device, **kw)
-                if cell.cell_id not in seen:
-                    seen.add(cell.cell_id)
-                    out.append(cell)
+                refused = sorted(set(sweep) - set(accepted))
+                if refused:
+                    raise UsageError(
+                        f"{self.source}: sweep key(s) {refused} do not apply to {kw['arch']} "
+                        f"on {kw['workload']}; valid choices: {', '.join(accepted)}")
+                for point in swept:  # a sweep's values stay in the cell's overrides (its key)
+                    chosen = {**own_sets, **point, **(overrides or {})}  # --set wins
+                    own = {k: v for k, v in chosen.items() if k in accepted}
+                    cell = Cell.make(overrides=own, device=device, **kw)
+                    if cell.cell_id not in seen:
+                        seen.add(cell.cell_id)
+                        out.append(cell)
         for cell in out:
             validate_cell(cell)
         used = {k for c in out for k, _ in c.overrides}
@@ -185,8 +198,14 @@ def load_suite(name_or_path: str) -> Suite:
     report = data.get("report", {})
     if not isinstance(report, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v)
-            for v in report.values()):
+            for k, v in report.items() if k != "lm"):
         raise UsageError(f"{source}: [report] must map keys to lists of names, got {report!r}")
+    if "lm" in report:  # the language-modelling comparison's roles, checked before any cell
+        from harness.report.lm_paper import parse_roles
+
+        for role in parse_roles(report["lm"], source).values():
+            if role.arch not in architectures.available():
+                raise choice("architecture", role.arch, architectures.available())
     return Suite(
         name=data.get("name", path.stem),
         description=data.get("description", ""),
