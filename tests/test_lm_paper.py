@@ -322,3 +322,26 @@ def test_the_eta_probes_each_model_once_and_counts_every_cell():
     assert f"median of {PROBE_STEPS - 1} probe steps of each of 1 model(s)" in eta.text()
     half = estimate([*cells, timed], settings, workers=2)  # probes are timed afresh
     assert half.upper_s == eta.upper_s / 2 and math.isfinite(half.seconds)
+
+
+# ---------------------------------------------------------------- a seeded task cell
+
+
+def test_a_cells_seed_fixes_its_model_and_data_and_its_own_parameters_are_stored():
+    from harness.run.worker import run_cell
+
+    def run(seed: int, run_seed: int = 0) -> Record:
+        cell = Cell.make(arch="lstm", workload="textlm", seq_len=16, batch=2, preset="tiny",
+                         overrides={"hidden_size": 5, "seed": seed, "max_steps": 6,
+                                    "eval_log_points": 4, "eval_every": 10**6,
+                                    "eval_every_s": 1e6})
+        return run_cell(cell, RunSettings(seed=run_seed, count_flops=False))
+
+    a, b, c = run(1), run(1, run_seed=9), run(2)
+    assert a.status == b.status == c.status == "ok", (a.message, c.message)
+    curve = [r[3] for r in a.metrics["curve"]]
+    assert curve == [r[3] for r in b.metrics["curve"]]  # the cell's seed, not the run's
+    assert curve != [r[3] for r in c.metrics["curve"]]
+    assert [r[0] for r in a.metrics["curve"]] == [0, *sorted(log_spaced_steps(6, 4))]
+    assert a.metrics["model_params"] == adapter_params("lstm", {"hidden_size": 5})
+    assert a.metrics["params"] > a.metrics["model_params"]  # plus the task's byte embedding
