@@ -245,7 +245,11 @@ def _size_findings(size: int, at: dict[str, dict[Hashable, Curve]],
             return f"not in the suite's roles: {', '.join(n for n in names if n not in roles)}"
         return f"no runs at this size: {', '.join(gone)}" if gone else ""
 
-    budget = common_budget(*at.values())
+    params = {n: sizes[n][size - 1] for n in at}
+    seeds = {n: len(cs) for n, cs in at.items()}
+    budget = _try(common_budget, *at.values())
+    if isinstance(budget, str):  # curves that share no token count compare nowhere
+        return SizeFindings(size, params, seeds, math.nan, {}, budget, budget, budget, budget)
     final = {n: seed_interval([c.at(budget) for c in cs.values()]).text()
              for n, cs in at.items()}
     why = missing("subject", "reference")
@@ -259,9 +263,7 @@ def _size_findings(size: int, at: dict[str, dict[Hashable, Curve]],
     why = missing("subject", "improved")
     gain = why or _try(loss_gain, at["subject"], at["improved"], tokens=budget,
                        base_label=label("subject"), improved_label=label("improved"))
-    params = {n: sizes[n][size - 1] for n in at}
-    return SizeFindings(size, params, {n: len(cs) for n, cs in at.items()}, budget, final,
-                        mult, fewer, gap, gain)
+    return SizeFindings(size, params, seeds, budget, final, mult, fewer, gap, gain)
 
 
 def _text(x: Any) -> str:
