@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from workloads.tasks.base import Task, TaskData, TrainOptions
-from workloads.tasks.train_loop import TaskResult, train
+from workloads.tasks.train_loop import TaskResult, log_spaced_steps, train
 
 
 class TaskWorkload:
@@ -45,6 +45,13 @@ class TaskWorkload:
     def io(self, opts: TrainOptions) -> dict[str, int]:
         input_size, output_size = self.task.io(opts)
         return {"input_size": input_size, "output_size": output_size}
+
+    @staticmethod
+    def evaluations(opts: TrainOptions) -> int:
+        """How many held-out evaluations a cell makes at most: at the start, every
+        ``eval_every`` steps, at the log-spaced steps and at the end (the run's ETA)."""
+        regular = opts.max_steps // max(opts.eval_every, 1)
+        return 2 + regular + len(log_spaced_steps(opts.max_steps, opts.eval_log_points))
 
     def run_task(
         self, model: nn.Module, opts: TrainOptions, *, batch: int, seq_len: int,

@@ -80,15 +80,6 @@ def probe_step_s(cell: Cell, settings: RunSettings) -> tuple[float, float]:
     return statistics.median(steps), eval_s / 2
 
 
-def _evaluations(opts: Any) -> int:
-    """How many times a task cell evaluates (every ``eval_every`` steps, at log-spaced
-    steps, at the start and the end)."""
-    from workloads.tasks.train_loop import log_spaced_steps
-
-    regular = opts.max_steps // max(opts.eval_every, 1)
-    return 2 + regular + len(log_spaced_steps(opts.max_steps, opts.eval_log_points))
-
-
 def estimate(cells: list[Cell], settings: RunSettings, workers: int = 1) -> Eta:
     """The run's estimate (cells run ``workers`` at a time); probes run on this process's
     device, so call it only where the cells' device is."""
@@ -99,14 +90,15 @@ def estimate(cells: list[Cell], settings: RunSettings, workers: int = 1) -> Eta:
     threads = torch.get_num_threads()
     try:
         for cell in tasks:
-            opts, _ = workloads.get(cell.workload).split(dict(cell.overrides))
+            workload = workloads.get(cell.workload)
+            opts, _ = workload.split(dict(cell.overrides))
             key = _model_key(cell, opts)
             if key not in probes:
                 probes[key] = probe_step_s(cell, settings)
             step_s, eval_s = probes[key]
             train_s = min(opts.max_steps * step_s, opts.max_wall_s)
-            # a cell ends at its timeout whatever the probe says
-            total += min(START_S + train_s + _evaluations(opts) * eval_s, settings.timeout_s)
+            cell_s = START_S + train_s + workload.evaluations(opts) * eval_s
+            total += min(cell_s, settings.timeout_s)  # a cell ends at its timeout
     finally:
         torch.set_num_threads(threads)  # a probe must not change this process's threads
     slots = max(workers, 1)
