@@ -132,6 +132,13 @@ def test_a_gap_whose_interval_includes_zero_gives_no_ratio(tmp_path):
     assert "undefined" in f.sizes[0].gap.text()
 
 
+def test_a_baseline_that_beats_the_reference_is_said_to_reverse_the_ratio(tmp_path):
+    _, (f,) = findings(paper_run(tmp_path / "r", lstm_shift=2.0))  # LSTM between the two
+    gap = f.sizes[0].gap
+    assert gap.lower_gap.value < 0 and gap.ratio < 0
+    assert "LSTM beat transformer here, so the ratio's sign is reversed" in gap.text()
+
+
 def test_the_power_law_in_parameters_is_fitted_back(tmp_path):
     _, (f,) = findings(paper_run(tmp_path / "r"))
     fit = f.scaling["subject"]

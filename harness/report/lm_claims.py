@@ -482,7 +482,11 @@ class GapRatio:
         if self.ratio is None:
             return (f"undefined: the {g.base_label}–{g.improved_label} gap's interval "
                     f"includes 0 ({gaps})")
-        return f"{_num(self.ratio)} {_interval(self.low, self.high)} ({gaps})"
+        text = f"{_num(self.ratio)} {_interval(self.low, self.high)} ({gaps})"
+        if g.value < 0:  # the claim presumes the reference beats the baseline
+            text += (f"; {g.base_label} beat {g.improved_label} here, so the ratio's sign is "
+                     "reversed and it does not measure the claim")
+        return text
 
 
 def _gap(d: LossGain) -> str:
