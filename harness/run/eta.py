@@ -4,24 +4,26 @@ start a ten-minute or a ten-hour job.
 A timed cell takes about its timing budget (it stops earlier once its interval is tight)
 plus a process start. A task cell's length is its step count times its step time, which
 no setting says: each distinct model (architecture, preset, configuration, shape) is
-built here and trained for :data:`PROBE_STEPS` steps on the run's device, and the cell's
-estimate is ``max_steps`` × the median probe step (capped by its ``max_wall_s``) plus
-its evaluations at the probe's cost. Evaluations, data loading and process starts make
-short cells longer than this; the figure is an estimate, the progress bar refines it.
+built in a child process and trained for :data:`PROBE_STEPS` steps on the run's device
+(nothing is allocated in the runner), and the cell's estimate is ``max_steps`` × the
+median probe step (capped by its ``max_wall_s``) plus its evaluations at the probe's
+cost. Data loading and process starts make short cells longer than this; the figure is an
+estimate, and the progress bar refines it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 import workloads
 from harness.run.cell import build_model, enter_cell
+from harness.run.plugins import load_plugins
 from harness.run.settings import RunSettings
 from harness.store.records import Cell
 
@@ -80,27 +82,35 @@ def probe_step_s(cell: Cell, settings: RunSettings) -> tuple[float, float]:
     return statistics.median(steps), eval_s / 2
 
 
+def _probe_all(cells: list[Cell], settings: RunSettings) -> list[tuple[float, float]]:
+    """:func:`probe_step_s` of each cell, in the order given (in a child process, which
+    loads the run's plugins as a cell's process does)."""
+    load_plugins(settings.plugins)
+    return [probe_step_s(c, settings) for c in cells]
+
+
 def estimate(cells: list[Cell], settings: RunSettings, workers: int = 1) -> Eta:
-    """The run's estimate (cells run ``workers`` at a time); probes run on this process's
-    device, so call it only where the cells' device is."""
+    """The run's estimate (cells run ``workers`` at a time). The probes run in one child
+    process on the cells' device, as cells do: nothing is allocated in the runner, and a
+    probe that crashes takes only the estimate with it (an error from here)."""
     timed = [c for c in cells if workloads.kind(c.workload) != "task"]
     tasks = [c for c in cells if workloads.kind(c.workload) == "task"]
     total = len(timed) * min(settings.budget_s + START_S, settings.timeout_s)
+    split = {c: workloads.get(c.workload).split(dict(c.overrides))[0] for c in tasks}
+    firsts: dict[tuple, Cell] = {}
+    for c in tasks:
+        firsts.setdefault(_model_key(c, split[c]), c)
     probes: dict[tuple, tuple[float, float]] = {}
-    threads = torch.get_num_threads()
-    try:
-        for cell in tasks:
-            workload = workloads.get(cell.workload)
-            opts, _ = workload.split(dict(cell.overrides))
-            key = _model_key(cell, opts)
-            if key not in probes:
-                probes[key] = probe_step_s(cell, settings)
-            step_s, eval_s = probes[key]
-            train_s = min(opts.max_steps * step_s, opts.max_wall_s)
-            cell_s = START_S + train_s + workload.evaluations(opts) * eval_s
-            total += min(cell_s, settings.timeout_s)  # a cell ends at its timeout
-    finally:
-        torch.set_num_threads(threads)  # a probe must not change this process's threads
+    if firsts:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            got = pool.submit(_probe_all, list(firsts.values()), settings).result()
+        probes = dict(zip(firsts, got, strict=True))
+    for cell in tasks:
+        opts = split[cell]
+        step_s, eval_s = probes[_model_key(cell, opts)]
+        train_s = min(opts.max_steps * step_s, opts.max_wall_s)
+        cell_s = START_S + train_s + workloads.get(cell.workload).evaluations(opts) * eval_s
+        total += min(cell_s, settings.timeout_s)  # a cell ends at its timeout
     slots = max(workers, 1)
     return Eta(total / slots, len(timed), len(tasks), len(probes),
                len(cells) * settings.timeout_s / slots)
