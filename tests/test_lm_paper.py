@@ -352,3 +352,20 @@ def test_a_cells_seed_fixes_its_model_and_data_and_its_own_parameters_are_stored
     assert [r[0] for r in a.metrics["curve"]] == [0, *sorted(log_spaced_steps(6, 4))]
     assert a.metrics["model_params"] == adapter_params("lstm", {"hidden_size": 5})
     assert a.metrics["params"] > a.metrics["model_params"]  # plus the task's byte embedding
+
+
+def test_the_run_command_says_why_it_gives_no_estimate(tmp_path):
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from harness.cli.run import _eta
+
+    cell = Cell.make(arch="lstm", workload="textlm", seq_len=16, batch=2, preset="tiny",
+                     overrides={"max_steps": 3, "hidden_size": 0})  # fails when built
+    plan = SimpleNamespace(out=tmp_path / "run", cells=[cell], settings=RunSettings())
+    args = Namespace(retry_failed=False, launcher="local", devices=None, workers=1)
+    assert _eta(plan, Namespace(**{**vars(args), "launcher": "slurm"})).startswith(
+        "not estimated: the slurm launcher runs cells on other machines")
+    assert _eta(plan, args).startswith("not estimated: ")  # the probe's error, one line
+    RunDir(plan.out).ensure().append(Record.for_cell(cell, "ok"))
+    assert _eta(plan, args) == "nothing to run: every cell is stored"
