@@ -7,8 +7,6 @@ ratio is known, and the losses fall as a power law in parameters with exponent 0
 from __future__ import annotations
 
 import math
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -301,16 +299,21 @@ def test_each_role_is_matched_within_five_percent_at_every_size(suite, nominal, 
     assert len(budgets) == 1, budgets
 
 
-def test_lm_smoke_stores_the_rates_lm_lr_chose():
-    lr = tomllib.loads(resources.files("harness.run").joinpath("suites", "lm-lr.toml")
-                       .read_text())
-    assert all(g["sweep"]["lr"] == [1e-3, 3e-3, 1e-2, 3e-2, 1e-1] for g in lr["cpu"]["grid"])
+def test_lm_lr_sweeps_every_configuration_lm_smoke_trains():
+    lr = load_suite("lm-lr")
+    assert all(g["sweep"]["lr"] == [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+               for g in lr.sections["cpu"]["grid"])
     smoke = load_suite("lm-smoke")
-    rates = {}
-    for role in parse_roles(smoke.report["lm"], "lm-smoke").values():
-        rates[role.label] = {dict(c.overrides)["lr"] for c in smoke.cells("cpu")
-                             if role.selects(c.arch, dict(c.overrides))}
-    assert all(len(v) == 1 for v in rates.values()), rates
+
+    def model(c: Cell) -> tuple:  # what was tuned: all but the seed, rate and time guard
+        return (c.arch, tuple((k, v) for k, v in c.overrides
+                              if k not in ("seed", "lr", "max_wall_s")))
+
+    rates: dict[tuple, set] = {}
+    for c in smoke.cells("cpu"):
+        rates.setdefault(model(c), set()).add(dict(c.overrides)["lr"])
+    assert {model(c) for c in lr.cells("cpu")} == set(rates)
+    assert all(len(v) == 1 for v in rates.values()), rates  # one rate per model and size
 
 
 # ---------------------------------------------------------------- the ETA
