@@ -1,15 +1,26 @@
-"""Shared fixtures: devices to test on, CUDA tests skipped cleanly without a GPU."""
+"""Shared fixtures: devices to test on, CUDA tests skipped cleanly without a GPU, a
+one-node Slurm; every test under ``integration/`` marked ``slow`` (helpers that are not
+fixtures: ``helpers.py``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
+INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by mark
 def pytest_collection_modifyitems(config, items):
+    """Process-level tests (``integration/``) are ``slow``: ``-m "not slow"`` is the fast
+    lane. Without CUDA, ``gpu`` tests are skipped."""
+    for item in items:
+        if INTEGRATION in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
     if HAS_CUDA:
         return
     skip = pytest.mark.skip(reason="needs CUDA, none present")

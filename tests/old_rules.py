@@ -1,6 +1,6 @@
 """The runner's decisions before issue 22 (``run_cells`` of harness/run/runner.py at commit
 a115e68), as a plan with the events and actions of :class:`harness.run.schedule.Schedule`,
-so that the state machine of tests/test_schedule.py can drive either and show that it
+so that the state machine of tests/harness/run/test_schedule.py can drive either and show that it
 finds the two bugs of that runner:
 
 (a) ``--workers 2`` crashed with ``ValueError: round 1 added after 2 rounds``. Later

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 # (package, minimum version, regex of the use in the code, where it is documented)
 NEEDS = [
     ("torch", "2.4", r"nn\.RMSNorm\(", "torch.nn.RMSNorm is new in torch 2.4"),
