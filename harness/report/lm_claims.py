@@ -99,12 +99,13 @@ class Curve:
         object.__setattr__(self, "loss", y)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]],
-                  columns: Sequence[str] | None = None) -> Curve:
+    def from_rows(cls, rows: Sequence[Sequence[Any]], columns: Sequence[str] | None = None,
+                  x: str = TOKENS_COLUMN) -> Curve:
         """From a record's stored curve rows (``metrics.curve``), named by its
-        ``curve_columns``; rows whose metric is None (not finite) are dropped."""
+        ``curve_columns``, against column ``x`` (another is "wall_s"); rows whose metric
+        is None (not finite) are dropped."""
         names = list(columns or DEFAULT_COLUMNS)
-        i, j = names.index(TOKENS_COLUMN), names.index(METRIC_COLUMN)
+        i, j = names.index(x), names.index(METRIC_COLUMN)
         pts = [(r[i], r[j]) for r in rows if r[j] is not None and r[i] is not None]
         return cls(np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float))
 

@@ -115,13 +115,6 @@ class LmRun:
     conditions: tuple[tuple[str, Any], ...] = ()  # device kind, workload, data, n, batch
 
 
-def _curve(m: Mapping[str, Any], x: str) -> Curve:
-    names = list(m.get("curve_columns") or ())
-    i, j = names.index(x), names.index("metric")
-    pts = [(r[i], r[j]) for r in m.get("curve") or () if r[i] is not None and r[j] is not None]
-    return Curve(np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float))
-
-
 def _role_of(arch: str, overrides: Any, roles: Mapping[str, Role]) -> Role | None:
     over = overrides if isinstance(overrides, dict) else {}
     return next((x for x in roles.values() if x.selects(arch, over)), None)
@@ -149,8 +142,10 @@ def lm_runs(tasks: pd.DataFrame, roles: Mapping[str, Role]) -> list[LmRun]:
         conditions = (("device", str(r.device).split(":")[0]), ("workload", r.workload),
                       ("dataset", str(data.get("source", r.workload))),
                       ("seq_len", r.seq_len), ("batch", r.batch))
-        out.append(LmRun(role.name, params, seed, str(r.device_label), _curve(m, "tokens_seen"),
-                         _curve(m, WALL_COLUMN), conditions))
+        rows, columns = m["curve"], m.get("curve_columns")
+        out.append(LmRun(role.name, params, seed, str(r.device_label),
+                         Curve.from_rows(rows, columns),
+                         Curve.from_rows(rows, columns, WALL_COLUMN), conditions))
     seen: dict[tuple, int] = {}
     for r in out:
         key = (r.role, r.params, r.seed, r.device_label)
