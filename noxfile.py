@@ -53,9 +53,28 @@ def install(session: nox.Session, *extras: str, also: tuple[str, ...] = ()) -> N
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (GPU tests skip cleanly without CUDA)."""
+    """Run the test suite (GPU tests skip cleanly without CUDA): what CI runs."""
     install(session, "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The fast lane: every test not marked ``slow`` (none of ``tests/integration/``, no
+    real sweep or child process), in under 2 minutes on a 2-core CPU. Before a commit;
+    ``tests`` (CI) runs everything."""
+    install(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """The fast lane under coverage: which modules of the packages the fast tests exercise
+    (a module at 0% has no fast test). Cells run in child processes, which are not counted."""
+    install(session, "test")
+    session.run("coverage", "run", "--source=architectures,workloads,harness", "-m", "pytest",
+                "-m", "not slow", *session.posargs)
+    session.run("coverage", "report", "--sort=cover")
 
 
 @nox.session
