@@ -10,7 +10,7 @@ computed for all t at once in log space::
 O(n) work with ``cumsum``/``logcumsumexp``, no loop over time, and no division by a
 vanishing product. Precision: ``a*_t`` grows like ``-t``, so the final sum cancels two
 numbers of size ~|a*_t|; in float32 the relative error of ``h`` grows roughly like
-``|a*_t| · 6e-8`` (tests/test_mingru.py measures it at n = 784).
+``|a*_t| · 6e-8`` (tests/architectures/test_mingru.py measures it at n = 784).
 """
 
 from __future__ import annotations

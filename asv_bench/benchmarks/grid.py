@@ -1,6 +1,6 @@
 """The grids the asv suite is parameterised over, and the measurement of one cell.
 
-Kept free of asv so ``tests/test_asv.py`` can check it directly. No names here start
+Kept free of asv so ``tests/tools/test_asv.py`` can check it directly. No names here start
 with ``time_``/``track_``/``peakmem_``/``mem_``: asv would take them for benchmarks.
 
 Grid names (``SEQBENCH_ASV_GRID``):

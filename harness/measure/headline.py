@@ -20,9 +20,9 @@ from typing import Any
 
 # Fewer samples than this and a cell is ``thin``: no interval is given, because a 95%
 # bootstrap interval of a ratio of medians covers the truth less than 90% of the time with
-# 4 or fewer samples on a side (simulated in tests/test_intervals.py). Not to be confused
-# with ``TimingConfig.ci_stop_min_samples``, the Timer's own floor before its interval test
-# may end a measurement.
+# 4 or fewer samples on a side (simulated in tests/harness/report/test_intervals.py). Not
+# to be confused with ``TimingConfig.ci_stop_min_samples``, the Timer's own floor before
+# its interval test may end a measurement.
 HEADLINE_MIN_SAMPLES = 5
 CONTENDED_CORES = 0.2  # others' use beyond the free cores that marks a sample contended
 CONTENDED_SHARE = 0.25  # a cell with more contended samples than this is contended

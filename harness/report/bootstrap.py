@@ -12,9 +12,10 @@ median in 75-83% of cases.
 
 An interval is only given when both sides have at least :data:`MIN_CI_SAMPLES` samples.
 The percentile bootstrap of a median undercovers badly on tiny samples: in simulation
-(``tests/test_intervals.py``; lognormal, exponential-tailed and stall-mixture timings) a
-nominal 95% interval of the ratio covers the true ratio about 70% of the time with 2
-samples per side, 85–91% with 3, 89–94% with 4 (4 against 40), and 94–97% from 5 on.
+(``tests/harness/report/test_intervals.py``; lognormal, exponential-tailed and
+stall-mixture timings) a nominal 95% interval of the ratio covers the true ratio about 70%
+of the time with 2 samples per side, 85–91% with 3, 89–94% with 4 (4 against 40), and
+94–97% from 5 on.
 Below the minimum the point estimate is still given, marked "too few samples".
 """
 

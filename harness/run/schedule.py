@@ -6,7 +6,7 @@ finished, a cell ended, another runner holds a cell or stored a record, a cell w
 claimed, possibly from a dead runner with rounds already stored) and carries out what
 :meth:`Schedule.next` returns. Being pure, the schedule is
 tested by a state machine over slots, runners, rounds, outcomes and kills
-(``tests/test_schedule.py``) in seconds.
+(``tests/harness/run/test_schedule.py``) in seconds.
 
 Rules:
 

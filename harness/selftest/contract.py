@@ -1,7 +1,7 @@
 """Stage 2, **contract**: the adapter contract, checked on one device for every registered
 adapter.
 
-The same promises tests/test_contract.py holds adapters to on the CPU, asked of an
+The same promises tests/architectures/test_contract.py holds adapters to on the CPU, asked of an
 installation on the device it will measure on (cuDNN, cuFFT and fused kernels differ
 from the CPU's): output shape and finiteness, causality, forward_last == the full path's
 last position, step() == forward, and float32 tracking float64 with the same weights.
