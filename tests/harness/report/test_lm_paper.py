@@ -319,6 +319,7 @@ def test_lm_lr_sweeps_every_configuration_lm_smoke_trains():
 # ---------------------------------------------------------------- the ETA
 
 
+@pytest.mark.slow  # the probes run in a child process
 def test_the_eta_probes_each_model_once_and_counts_every_cell():
     cells = [Cell.make(arch="lstm", workload="textlm", seq_len=16, batch=2, preset="tiny",
                        overrides={"seed": s, "max_steps": 50, "eval_every": 10**6,
@@ -357,6 +358,7 @@ def test_a_cells_seed_fixes_its_model_and_data_and_its_own_parameters_are_stored
     assert a.metrics["params"] > a.metrics["model_params"]  # plus the task's byte embedding
 
 
+@pytest.mark.slow  # the probe runs in a child process
 def test_the_run_command_says_why_it_gives_no_estimate(tmp_path):
     from argparse import Namespace
     from types import SimpleNamespace
