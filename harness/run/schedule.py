@@ -199,7 +199,11 @@ class Schedule:
         """This runner now holds ``cell`` (just started, or taken over from a dead
         runner), whose finished rounds in the store number ``rounds_stored``. False
         when that is not the round it was about to run: it is planned again from there
-        (a started round is withdrawn and its slot freed)."""
+        (a started round is withdrawn and its slot freed). A cell with every planned
+        round stored is not claimed but recorded (``ended``)."""
+        if rounds_stored >= self.rounds:
+            raise ValueError(f"{cell.cell_id}: all {rounds_stored} rounds are stored; "
+                             "record it (ended) instead of planning it again")
         st = self.state[cell.cell_id]
         st.elsewhere = False
         if rounds_stored == st.rounds_done:

@@ -97,7 +97,7 @@ seq_len = [1, 2, 3, 4]
         assert r.status == "ok" and r.rounds >= 4  # more if contended
         kept = [s for e in before.get(r.cell_id, []) for s in e["samples"]]
         assert r.samples[: len(kept)] == kept  # finished rounds were not measured again
-        assert sorted(set(r.sample_rounds)) == [0, 1, 2, 3]
+        assert sorted(set(r.sample_rounds)) == list(range(r.rounds))  # extras: contended
 
 
 def test_a_failure_in_a_later_round_names_its_round_once(tmp_path):

@@ -168,9 +168,9 @@ class SharedRun(RuleBasedStateMachine):
                 if fresh and not self._claim(i, a.cell):
                     r.sched.held_elsewhere(a.cell)
                     continue
-                stored = self._stored(a.cell.cell_id)
-                if fresh and not r.sched.claimed(a.cell, stored):
+                if fresh and not self._take_over(i, a.cell):
                     continue  # a dead runner had stored rounds of it: planned again
+                stored = self._stored(a.cell.cell_id)
                 assert a.round == stored, "round order"
                 if a.round == 0:
                     for c in self._shorter(a.cell):
@@ -211,13 +211,20 @@ class SharedRun(RuleBasedStateMachine):
                 r.sched.stored(state.cell, self.records[cid][-1])
                 progressed = True
             elif self._claim(i, state.cell):  # its owner died
-                if self._stored(cid) >= self.rounds:  # ... after its last round: recorded
-                    self._write(i, state.cell, "ok")
-                    r.sched.ended(state.cell, "ok")
-                else:
-                    r.sched.claimed(state.cell, self._stored(cid))
+                self._take_over(i, state.cell)
                 progressed = True
         return progressed
+
+    def _take_over(self, i: int, cell: Cell) -> bool:
+        """Runner ``i`` now holds ``cell``, as ``_Run.take_over`` does: recorded at once
+        when a dead runner stored its every planned round, else planned from the rounds
+        stored. True when the round the schedule meant can start."""
+        sched = self.runners[i].sched
+        if self._stored(cell.cell_id) >= self.rounds:
+            self._write(i, cell, "ok")
+            sched.ended(cell, "ok")
+            return False
+        return sched.claimed(cell, self._stored(cell.cell_id))
 
     def _alive(self) -> list[int]:
         return [i for i, r in enumerate(self.runners) if r.alive]
@@ -411,6 +418,19 @@ def test_work_left_with_nothing_to_do_is_an_error_naming_the_cells():
     s.state[start.cell.cell_id].rounds_done = 1
     with pytest.raises(Stalled, match="a/forward/n16"):
         s.next()
+
+
+def test_a_cell_taken_over_with_every_round_stored_is_recorded_not_planned_again():
+    """A dead runner that stored a cell's every planned round left nothing to run: the
+    schedule refuses to plan it (it would wait forever), the runner records it."""
+    cell = Cell.make(arch="a", workload="forward", seq_len=16, batch=1)
+    s = Schedule([cell], ["cpu"], rounds=2)
+    (start,) = s.next()
+    assert s.claimed(cell, 1) is False and s.state[cell.cell_id].rounds_done == 1
+    with pytest.raises(ValueError, match="all 2 rounds are stored"):
+        s.claimed(cell, 2)
+    s.ended(cell, "ok")
+    assert s.done and s.next() == []
 
 
 def test_an_extra_round_comes_after_the_planned_rounds_of_the_others():
