@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
-from harness.profile.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, long_rows
+from harness.profile.breakdown import BREAKDOWN_FILE, StepTimes, breakdown, categorize, long_rows
 from harness.run.cell import enter_cell, prepare_timed
 from harness.store.records import Cell
 from workloads.base import Prepared
@@ -239,8 +239,6 @@ def profile_cell(cell: Cell, out_dir: Path, config: ProfileConfig,
                  log: Callable[[str], None] = lambda _: None) -> tuple[CellProfile, pd.DataFrame]:
     """Profile ``cell`` into ``out_dir`` (trace, memory timeline, ops.csv, breakdown.csv,
     profile.json); returns the manifest and the per-step operator table."""
-    from harness.profile.breakdown import categorize
-
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cell.device)
     prep = prepare_cell(cell, config.seed)
