@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.measure.headline import HEADLINE_MIN_SAMPLES as MIN_N
+from harness.report.crossover import PAIRS_KEY, parse_pairs
 from harness.report.lm_paper import (
     analyse,
     in_roles,
@@ -145,7 +146,9 @@ def build_report(
         lines += write_task_section(tasks, styles, baseline, output)
     lines += lm_section(lm_runs_, lm_found, output)
     if not timed.empty:
-        lines += timed_sections(timed, styles, baseline, output, preset, n_resamples, seed)
+        pairs = parse_pairs(settings.get(PAIRS_KEY) or [], "the run's [report]")
+        lines += timed_sections(timed, styles, baseline, output, preset, n_resamples, seed,
+                                pairs)
     lines += profile_section(dirs, output)
     lines += ["## Failed and skipped cells", ""] + failures(df) + [""]
     lines += ["All records, one row per cell: [results.csv](results.csv).", ""]

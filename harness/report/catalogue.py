@@ -35,6 +35,12 @@ def time_label(workload: str) -> str:
         f"time per {workload} step ({{unit}})")
 
 
+XOVER_CAPTION = (
+    "; ◆ where an architecture's curve crosses the baseline's, the bar its 95% bootstrap "
+    "interval (an arrow: open, past the measured range)"
+)
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure of a group: its file-name kind, its caption, and how to draw it."""
@@ -45,8 +51,10 @@ class FigureSpec:
 
 
 def figure_specs(g: pd.DataFrame, sp: pd.DataFrame, workload: str,
-                 styles: dict[str, ArchStyle], baseline: str, preset: str) -> list[FigureSpec]:
-    """The figures of one group ``g`` (its speedups ``sp``), in index order."""
+                 styles: dict[str, ArchStyle], baseline: str, preset: str,
+                 crossovers: pd.DataFrame | None = None) -> list[FigureSpec]:
+    """The figures of one group ``g`` (its speedups ``sp``), in index order; the time
+    figures mark ``crossovers`` (a :func:`~harness.report.crossover.crossover_table`)."""
     from harness.report import figures
 
     def vs_length(value: str, ylabel: str, **kw: object) -> Callable[[str], Figure]:
@@ -56,22 +64,26 @@ def figure_specs(g: pd.DataFrame, sp: pd.DataFrame, workload: str,
     def families(frame: pd.DataFrame) -> dict[str, str]:
         return arch_families(frame["arch"].unique())
 
+    marked = crossovers is not None and not crossovers.empty and bool(
+        (crossovers["metric"].eq("time") & crossovers["vs_baseline"].astype(bool)
+         & crossovers["point"].notna()).any())
+    xcap = XOVER_CAPTION if marked else ""
     specs: list[FigureSpec] = []
     if preset == "paper":
         specs.append(FigureSpec(
             "paper",
             "Training time per step vs sequence length, speedup over "
-            f"`{baseline}` annotated at the longest common length",
+            f"`{baseline}` annotated at the longest common length" + xcap,
             vs_length("time_median_s", "time per training step ({unit})",
-                      annotate_speedup_over=baseline),
+                      annotate_speedup_over=baseline, crossovers=crossovers),
         ))
     else:  # the paper figure is this one, annotated
         specs.append(FigureSpec(
             "time",
             "Median time vs sequence length (log–log); legend: fitted "
-            "exponent over the completed lengths",
+            "exponent over the completed lengths" + xcap,
             vs_length("time_median_s", time_label(workload), families=families(g),
-                      baseline=baseline),
+                      baseline=baseline, crossovers=crossovers),
         ))
     if g["peak_mem_bytes"].notna().any():
         specs.append(FigureSpec(
@@ -97,7 +109,8 @@ def figure_specs(g: pd.DataFrame, sp: pd.DataFrame, workload: str,
 
 
 def write_figures(df: pd.DataFrame, speed: pd.DataFrame, styles: dict[str, ArchStyle],
-                  baseline: str, output: Output, preset: str) -> list[str]:
+                  baseline: str, output: Output, preset: str,
+                  crossovers: pd.DataFrame | None = None) -> list[str]:
     """Per workload (and other varying keys) with two lengths or more: the catalogue's
     figures at every width; returns the ``index.md`` lines."""
     vary = varying(df, GROUP_KEYS)
@@ -114,7 +127,11 @@ def write_figures(df: pd.DataFrame, speed: pd.DataFrame, styles: dict[str, ArchS
             sp = sp[sp[k] == v]
         lines.append(f"### {key['workload']}" + (f" ({extra})" if extra else ""))
         lines.append("")
-        for spec in figure_specs(g, sp, str(key["workload"]), styles, baseline, preset):
+        xo = crossovers
+        if xo is not None and not xo.empty:
+            for k, v in key.items():
+                xo = xo[xo[k] == v]
+        for spec in figure_specs(g, sp, str(key["workload"]), styles, baseline, preset, xo):
             lines += output.figure(spec.make, f"{spec.kind}_{name}", spec.caption,
                                    f"{spec.kind} {key['workload']}")
     return lines

@@ -306,6 +306,7 @@ def plot_vs_length(
     metric: Metric | None = None,
     families: dict[str, str] | None = None,
     baseline: str | None = None,
+    crossovers: pd.DataFrame | None = None,
 ) -> Figure:
     """``value`` vs sequence length on log–log axes, one panel per device label.
 
@@ -317,6 +318,10 @@ def plot_vs_length(
     that baseline both finished, how many times faster it is than the baseline there.
     With ``metric`` the values are shown in one unit picked for the data (``{unit}`` in
     ``ylabel`` is replaced by it), so ticks read "10 ms" rather than "10^-2 s".
+
+    ``crossovers`` (rows of :func:`~harness.report.crossover.crossover_table`): each
+    architecture's time crossover with the baseline is marked where the curves cross (◆),
+    with its bootstrap interval as a bar (an arrowhead where it is open).
     """
     if metric is not None:
         unit, div = pick_unit(df.loc[df["status"] == "ok", value].astype(float), metric)
@@ -331,8 +336,9 @@ def plot_vs_length(
     elif len(specs) == len(devices):
         specs = [(t, dev, archs) for t, dev, _ in specs]
     statuses = set(df["status"]) & set(FAILED)
+    marks = _crossover_marks(crossovers, value)
     extra_items = (len(statuses) + bool(df["noisy"].fillna(False).astype(bool).any())
-                   + _any_thin(df))
+                   + _any_thin(df) + (not marks.empty))
     n_items = max(len(members) for _, _, members in specs) + extra_items
     ncol = legend_columns(len(specs), width, n_items)
     rows = _strip_rows(df)
@@ -371,6 +377,8 @@ def plot_vs_length(
             if not scale.empty:
                 _set_value_axis(ax, scale[value].min(), scale[value].max())
             shown = _draw_strip(panel, d, styles, rows)
+            here = marks[(marks["device_label"] == dev) & marks["a"].isin(members)
+                         & marks["b"].isin(members)]
             note = (
                 f"N× = speedup over {annotate_speedup_over} at the longest common length"
                 if annotate_speedup_over
@@ -382,13 +390,56 @@ def plot_vs_length(
                 ylabel,
                 df.loc[df["device_label"] == dev, "seq_len"],
                 handles + [_noisy_handle()] * any_noisy + [_thin_handle()] * any_thin
-                + _failure_handles(shown),
+                + _failure_handles(shown) + [_crossover_handle()] * (not here.empty),
                 ncol,
                 note,
             )
+            _mark_crossovers(ax, ok, value, here, styles)
             if annotate_speedup_over:
                 _annotate_speedups(ax, ok, value, annotate_speedup_over, styles)
         return freeze(fig)
+
+
+def _crossover_marks(crossovers: pd.DataFrame | None, value: str) -> pd.DataFrame:
+    """The time crossovers with the baseline that have a point to mark."""
+    cols = ["device_label", "a", "b", "point", "low", "high"]
+    if crossovers is None or crossovers.empty or value != "time_median_s":
+        return pd.DataFrame(columns=cols)
+    c = crossovers
+    return c[(c["metric"] == "time") & c["vs_baseline"].astype(bool) & c["point"].notna()][cols]
+
+
+def _crossover_handle() -> Line2D:
+    return Line2D([], [], color="0.3", marker="D", markeredgecolor="white",
+                  markeredgewidth=0.5, linewidth=1.4,
+                  label="crossover with baseline (95% CI)")
+
+
+def _mark_crossovers(ax: Axes, ok: pd.DataFrame, value: str, marks: pd.DataFrame,
+                     styles: dict[str, ArchStyle]) -> None:
+    """◆ at each crossover, on the baseline's curve (both curves meet there), in the
+    architecture's colour, with a bar over its interval clipped to the axis (an arrowhead
+    where the interval is open or runs past it)."""
+    x_lo, x_hi = ax.get_xlim()
+    size = mpl.rcParams["lines.markersize"]
+    for r in marks.itertuples(index=False):
+        base = ok[ok["arch"] == r.b].sort_values("seq_len")
+        if base.empty or r.a not in styles:
+            continue
+        point, low, high = float(r.point), float(r.low), float(r.high)
+        y = float(np.exp(np.interp(np.log(point), np.log(base["seq_len"].astype(float)),
+                                   np.log(base[value].astype(float)))))
+        color = styles[r.a].color
+        if not math.isnan(low):  # an interval: a bar, clipped to the axis
+            lo, hi = max(low, x_lo), min(high, x_hi)
+            ax.plot([lo, hi], [y, y], color=color, linewidth=1.4, alpha=0.9, zorder=6,
+                    solid_capstyle="butt", gid="crossover interval")
+            for end, cut, m in ((lo, low < x_lo, "<"), (hi, high > x_hi, ">")):
+                ax.plot([end], [y], color=color, linestyle="none", zorder=6,
+                        marker=m if cut else "|", markersize=size * (0.9 if cut else 1.1))
+        ax.plot([point], [y], linestyle="none", marker="D", color=color, zorder=7,
+                markeredgecolor="white", markeredgewidth=0.5, markersize=size + 0.5,
+                gid="crossover")
 
 
 def _annotate_speedups(ax: Axes, ok: pd.DataFrame, value: str, baseline: str, styles) -> None:

@@ -183,6 +183,31 @@ def first_reach(x: ArrayLike, y: ArrayLike, target: float, *, higher_is_better: 
     return Reach(float(math.exp(lx)), float(x[-1]))
 
 
+def sign_change(lx: ArrayLike, d: ArrayLike) -> np.ndarray:
+    """Where ``d`` (last axis: values at the grid ``lx``, linear in between) first changes
+    sign, as a value of ``lx``; NaN where it never does. Any leading axes are independent
+    curves (e.g. bootstrap resamples), all at once. Zeros are skipped: a touch without a
+    change of sign is no crossing, and a change of sign across exact zeros crosses at the
+    first of them. Between two nonzero neighbours the root of the line is exact."""
+    lx = np.asarray(lx, dtype=float)
+    d = np.asarray(d, dtype=float)
+    s = np.sign(d)
+    k = d.shape[-1]
+    nonzero = np.where(s != 0, np.arange(k), -1)
+    seen = np.maximum.accumulate(nonzero, axis=-1)  # the last nonzero at or before i
+    prev = np.concatenate([np.full(d.shape[:-1] + (1,), -1), seen[..., :-1]], axis=-1)
+    s_prev = np.take_along_axis(s, np.maximum(prev, 0), axis=-1)
+    hit = (s != 0) & (prev >= 0) & (s != s_prev)
+    i = hit.argmax(axis=-1)[..., None]  # the first change of sign
+    p = np.take_along_axis(prev, i, axis=-1)
+    pc = np.maximum(p, 0)
+    d_p, d_i = np.take_along_axis(d, pc, axis=-1), np.take_along_axis(d, i, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = lx[pc] + d_p / (d_p - d_i) * (lx[i] - lx[pc])
+    at = np.where(i - p > 1, lx[np.minimum(pc + 1, k - 1)], root)[..., 0]
+    return np.where(hit.any(axis=-1), at, np.nan)
+
+
 def crossing(x_a: ArrayLike, y_a: ArrayLike, x_b: ArrayLike, y_b: ArrayLike, *,
              log_y: bool = False) -> float | None:
     """The first x where curves a and b cross: where ``y_a − y_b`` changes sign, both
@@ -197,19 +222,10 @@ def crossing(x_a: ArrayLike, y_a: ArrayLike, x_b: ArrayLike, y_b: ArrayLike, *,
     lx = np.log(grid[(grid >= lo) & (grid <= hi)])
     if log_y:
         ya, yb = np.log(ya), np.log(yb)
-    d = np.interp(lx, np.log(xa), ya) - np.interp(lx, np.log(xb), yb)
     # d is linear in log x between grid points, so the interpolated root is exact for it
-    last = None  # index of the last nonzero difference
-    for i, s in enumerate(np.sign(d)):
-        if s == 0:
-            continue
-        if last is not None and s != np.sign(d[last]):
-            if i - last > 1:  # exactly equal in between: the crossing is the first of those
-                return float(math.exp(lx[last + 1]))
-            frac = d[last] / (d[last] - d[i])
-            return float(math.exp(lx[last] + frac * (lx[i] - lx[last])))
-        last = i
-    return None
+    d = np.interp(lx, np.log(xa), ya) - np.interp(lx, np.log(xb), yb)
+    at = float(sign_change(lx, d))
+    return None if math.isnan(at) else math.exp(at)
 
 
 # ---------------------------------------------------------------- intervals over seeds

@@ -4,10 +4,12 @@ exponents, the profile breakdown and the failed cells. Each returns its Markdown
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import pandas as pd
 
 from harness.report.catalogue import write_figures
+from harness.report.crossover import crossover_table
 from harness.report.output import Output, describe, slug, varying, write_csv, write_text
 from harness.report.scaling import MIN_FIT_LENGTHS, scaling_table
 from harness.report.style import ArchStyle
@@ -190,19 +192,46 @@ def profile_section(dirs: list[str | os.PathLike[str]], output: Output) -> list[
 
 
 def timed_sections(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str,
-                   output: Output, preset: str, n_resamples: int, seed: int) -> list[str]:
-    """Figures, scaling exponents and tables of the timed workloads (forward, train, …)."""
+                   output: Output, preset: str, n_resamples: int, seed: int,
+                   pairs: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Figures, scaling exponents, crossovers, memory frontiers and tables of the timed
+    workloads (forward, train, …); ``pairs``: crossovers wanted besides the baseline's."""
     speed = speedup_table(df, baseline, n_resamples=n_resamples, seed=seed)
     exps = scaling_table(df)
     write_csv(exps, output.out / "scaling.csv")
+    xover = crossover_table(df, baseline, pairs, n_resamples=n_resamples, seed=seed)
     lines = ["## Figures", ""]
-    lines += write_figures(df, speed, styles, baseline, output, preset)
+    lines += write_figures(df, speed, styles, baseline, output, preset, crossovers=xover)
     if not exps.empty:
         lines += ["## Scaling exponents", "", SCALING_INTRO, ""]
         lines += scaling_markdown(exps)
+    lines += crossover_section(xover, baseline, output, n_resamples)
+    lines += frontier_section(df, output)
     lines += ["## Tables", ""]
     lines += write_tables(df, speed, styles, baseline, output, n_resamples)
     return lines
+
+
+def crossover_section(xover: pd.DataFrame, baseline: str, output: Output,
+                      n_resamples: int) -> list[str]:
+    """Crossover lengths of time and peak memory (``crossover.csv``)."""
+    from harness.report.crossover import crossover_markdown
+
+    if xover.empty:
+        return []
+    write_csv(xover, output.out / "crossover.csv")
+    return crossover_markdown(xover, baseline, n_resamples)
+
+
+def frontier_section(df: pd.DataFrame, output: Output) -> list[str]:
+    """The longest length that fits each device's memory (``frontier.csv``)."""
+    from harness.report.frontier import frontier_markdown, frontier_table
+
+    table = frontier_table(df)
+    if table.empty:
+        return []
+    write_csv(table, output.out / "frontier.csv")
+    return frontier_markdown(table)
 
 
 SCALING_INTRO = (

@@ -200,6 +200,13 @@ def load_suite(name_or_path: str) -> Suite:
             isinstance(v, list) and all(isinstance(x, str) for x in v)
             for k, v in report.items() if k != "lm"):
         raise UsageError(f"{source}: [report] must map keys to lists of names, got {report!r}")
+    if "crossover_pairs" in report:  # extra crossover pairs of the report, "a:b"
+        from harness.report.crossover import parse_pairs
+
+        for pair in parse_pairs(report["crossover_pairs"], source):
+            for arch in pair:
+                if arch not in architectures.available():
+                    raise choice("architecture", arch, architectures.available())
     if "lm" in report:  # the language-modelling comparison's roles, checked before any cell
         from harness.report.lm_paper import parse_roles
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,5 +63,9 @@ def capture(device: str = "cpu") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        # what a cell could use at most: the host's RAM, each GPU's memory (by index)
+        "mem_total_bytes": int(psutil.virtual_memory().total),
+        "gpu_mem_bytes": [int(torch.cuda.get_device_properties(i).total_memory)
+                          for i in range(torch.cuda.device_count())],
     }
     return env
