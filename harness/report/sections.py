@@ -11,6 +11,7 @@ import pandas as pd
 from harness.report.catalogue import write_figures
 from harness.report.crossover import crossover_table
 from harness.report.output import Output, describe, slug, varying, write_csv, write_text
+from harness.report.roofline import roofline_table, share_section
 from harness.report.scaling import MIN_FIT_LENGTHS, scaling_table
 from harness.report.style import ArchStyle
 from harness.report.tables import (
@@ -93,6 +94,8 @@ def write_tables(df: pd.DataFrame, speed: pd.DataFrame, styles: dict[str, ArchSt
             )
             write_csv(csv.drop(columns=["samples"], errors="ignore"), stem.with_suffix(".csv"))
             lines += [f"**{title}** — {output.links(stem)}", "", md]
+        lines += roofline_table(g, order, output, name, f"{key['workload']} on "
+                                f"{key['device_label']}" + (f" ({extra})" if extra else ""))
     return lines
 
 
@@ -207,6 +210,7 @@ def timed_sections(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str
         lines += scaling_markdown(exps)
     lines += crossover_section(xover, baseline, output, n_resamples)
     lines += frontier_section(df, output)
+    lines += share_section(df, styles, output)
     lines += ["## Tables", ""]
     lines += write_tables(df, speed, styles, baseline, output, n_resamples)
     return lines

@@ -52,9 +52,10 @@ class Launcher(ABC):
         each finished round where the launcher can see it."""
 
 
-def environment(slot: str, batch: Batch) -> dict[str, Any]:
+def environment(slot: str, batch: Batch, threads: int = 0) -> dict[str, Any]:
     """This machine's environment for the records it measures of ``batch`` (env.json,
-    envs/<host>.json): the machine, the run's description and the kernels found here."""
+    envs/<host>.json): the machine, the run's description, the kernels found here, and
+    the machine's ceilings for its cells (``threads`` torch threads per cell process)."""
     from architectures.optional import kernel_status
     from harness.store import env as env_mod
 
@@ -62,4 +63,30 @@ def environment(slot: str, batch: Batch) -> dict[str, Any]:
     env.update(batch.about)
     env["float32_policy"] = batch.settings.precision  # set explicitly in every cell process
     env["kernels"] = kernel_status()  # fused kernels importable here (each record: kernel_path)
+    env.update(machine_ceilings(slot, batch, threads, env.get("device_name")))
     return env
+
+
+def machine_ceilings(slot: str, batch: Batch, threads: int,
+                     device_name: str | None) -> dict[str, Any]:
+    """``ceilings``: the roofs of ``slot``'s device in each dtype of the batch's cells
+    there (``harness.measure.ceilings``: cached per host, else measured now, before any
+    cell runs: up to 5 s a dtype on a CPU); ``ceilings_note`` when some are missing."""
+    from harness.measure import ceilings as ceil_mod
+
+    kind = slot.split(":")[0]
+    dtypes = sorted({c.dtype for c in batch.cells if c.device.split(":")[0] == kind})
+    out: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for dtype in dtypes:
+        try:
+            c = ceil_mod.ceilings(slot, dtype, threads, batch.settings.precision,
+                                  device_name=device_name)
+        except Exception as e:  # noqa: BLE001 - a roof never costs the run its cells
+            notes.append(f"{dtype}: not measured ({type(e).__name__}: {e})")
+            continue
+        if c is None:
+            notes.append(f"{dtype}: not measured (SEQBENCH_CEILINGS=off)")
+        else:
+            out.append(c.to_dict())
+    return {"ceilings": out, **({"ceilings_note": "; ".join(notes)} if notes else {})}

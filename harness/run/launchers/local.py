@@ -117,7 +117,7 @@ class LocalLauncher(Launcher):
         slots, threads = cap_workers(self.slots, self.threads, batch.cells, store,
                                      batch.retry_failed)
         threads = self.threads if self.fixed_threads else threads
-        store.note_env(environment(slots[0], batch))
+        store.note_env(environment(slots[0], batch, threads))
         todo = store.to_run(batch.cells, batch.retry_failed)
         with store.lease([c.cell_id for c in todo], slots=len(slots), job_id=self.job_id):
             return run_cells(batch.cells, batch.settings, store, slots=slots, threads=threads,
