@@ -1,14 +1,19 @@
 """Memory frontier: the longest sequence length that fits in a device's memory, from a
-power law fitted to peak memory against n.
+curve fitted to peak memory against n.
 
 Per architecture within one facet, over at least :data:`MIN_FIT_SIZES` measured lengths:
-``peak ≈ c · n**k`` is fitted on log–log (:func:`harness.report.lm_claims.fit_power_law`)
-and solved for the ``n`` where it reaches the limit. The interval is the inverse
-prediction (calibration) interval of that fit: every ``n`` at which the limit lies inside
-the fitted line's 95% confidence band (Student t on the residuals; Fieller's solution),
-so it widens with the residual scatter, the distance from the measured lengths and a
-slope that is poorly determined; where the slope is not distinguishable from zero the
-band never leaves the limit and the interval is open above.
+``peak ≈ c + a·n^k`` with ``k`` 1 (memory per token: activations, states) or 2 (a score
+matrix), whichever fits with less residual, ``c`` the step's fixed share (workspace,
+buffers). A power law ``c·n^k`` through the points, the obvious first choice, reads that
+fixed share as growth too slow to matter: on the bench's CPU cells (tens of MiB, mostly
+fixed, at n ≤ 4096) it put the frontier of an O(n) model at n ≈ 1e25. The fit is solved
+for the ``n`` where it reaches the limit; the interval is the inverse prediction
+(calibration) interval of the linear fit in ``n^k``: every ``n`` at which the limit lies
+inside the fitted line's 95% confidence band (Student t on the residuals; Fieller's
+solution), so it widens with the residual scatter, the distance from the measured lengths
+and a slope that is poorly determined; where the slope is not clear of zero the band never
+leaves the limit and the interval is open above. With three lengths the residual has one
+degree of freedom (t = 12.7): the interval is honest and wide.
 
 The limit: on CUDA the GPU's memory (``env.json`` ``gpu_mem_bytes``, by device index); on
 a CPU the run's memory cap per cell (``mem_cap_gb``) when one was set, else the host's
@@ -30,16 +35,13 @@ import pandas as pd
 from scipy import stats
 
 from harness.report.crossover import length_text
-from harness.report.lm_claims import MIN_FIT_SIZES, fit_power_law
+from harness.report.lm_claims import MIN_FIT_SIZES
 from harness.report.output import describe, varying
 from harness.store.load import FACET_KEYS
 from harness.store.rundir import RunDir
 
 CONFIDENCE = 0.95
-
-
-def _exp(v: float) -> float:
-    return math.exp(v) if v < 700 else math.inf  # a flat fit's frontier can lie past 1e304
+POWERS = (1, 2)  # peak ≈ c + a·n^k: memory per token, or a score matrix
 
 
 def _gib(b: float) -> str:
@@ -62,12 +64,16 @@ class Frontier:
     point: float
     low: float
     high: float
-    exponent: float
+    power: float  # k of the fitted c + a·n^k (NaN: no fit)
     r2: float
     extrapolated: bool
     oom_at: int | None = None  # the shortest length that ran out of memory
     note: str = ""
     confidence: float = CONFIDENCE
+
+    def model(self) -> str:
+        """The fitted curve, ``c + a·n`` or ``c + a·n²``; empty without a fit."""
+        return "" if math.isnan(self.power) else "c + a·n" + ("" if self.power == 1 else "²")
 
     def text(self) -> str:
         """``≈ 3.1M [2.5M, 3.9M] (extrapolated from n ≤ 2.05k)``, or why there is none."""
@@ -80,32 +86,65 @@ class Frontier:
         return f"≈ {length_text(self.point)} [{low}, {hi} ({how})"
 
 
-def inverse_prediction(lx: np.ndarray, ly: np.ndarray, slope: float, intercept: float,
-                       y0: float, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """Where the least-squares line ``intercept + slope·x`` of the points (lx, ly) reaches
-    ``y0``, and the set of x whose confidence band for the line contains ``y0`` (Fieller):
-    ``(y0 − ŷ(x))² ≤ t² s² (1/N + (x − x̄)²/Sxx)``. Returns (x0, low, high) with
-    ``high = +∞`` (and ``low`` the band's lower edge, or −∞) where the band is unbounded;
-    x0 is NaN when the slope is not positive."""
-    n = len(lx)
-    x_bar, y_bar = float(np.mean(lx)), float(np.mean(ly))
-    sxx = float(np.sum((lx - x_bar) ** 2))
-    resid = ly - (intercept + slope * lx)
-    s2 = float(np.sum(resid**2) / (n - 2)) if n > 2 else 0.0
-    t = float(stats.t.ppf(0.5 + confidence / 2, max(n - 2, 1)))
-    x0 = (y0 - intercept) / slope if slope > 0 else math.nan
-    d = y0 - y_bar
-    g = t * t * s2 / sxx  # t² · stderr(slope)²
-    a = slope * slope - g
-    c = d * d - t * t * s2 / n
-    disc = slope * slope * d * d - a * c  # (b d)² − a c, b: the u coefficient / −2
-    if a > 0:  # a bounded interval around x0 (disc >= 0 then)
-        r = math.sqrt(max(disc, 0.0))
-        return x0, x_bar + (slope * d - r) / a, x_bar + (slope * d + r) / a
-    if disc <= 0 or a == 0:  # the band holds y0 at every x (or the edge case a = 0)
-        return x0, -math.inf, math.inf
-    r = math.sqrt(disc)  # a < 0: outside the roots; the ray towards larger x is the frontier
-    return x0, x_bar + (slope * d - r) / a, math.inf
+@dataclass(frozen=True)
+class LineFit:
+    """Weighted least squares ``y ≈ c + a·x``: the coefficients, their covariance
+    (residual variance times ``(XᵀWX)⁻¹``), the weighted R², the residual's degrees of
+    freedom and weighted sum of squares."""
+
+    c: float
+    a: float
+    cov: np.ndarray
+    r2: float
+    dof: int
+    rss: float
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> LineFit:
+        design = np.column_stack([np.ones_like(x), x])
+        xtwx = design.T @ (w[:, None] * design)
+        c, a = np.linalg.solve(xtwx, design.T @ (w * y))
+        resid = y - (c + a * x)
+        rss = float(np.sum(w * resid**2))
+        dof = len(x) - 2
+        mean = float(np.sum(w * y) / np.sum(w))
+        tss = float(np.sum(w * (y - mean) ** 2))
+        return cls(float(c), float(a), rss / max(dof, 1) * np.linalg.inv(xtwx),
+                   1 - rss / tss if tss > 0 else 1.0, dof, rss)
+
+    def inverse(self, y0: float, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+        """Where the line reaches ``y0``, and the set of x whose confidence band for the
+        line holds ``y0`` (Fieller): ``(y0 − c − a·x)² ≤ t²·var(c + a·x)``. Returns
+        ``(x0, low, high)``, ``high = +∞`` (and ``low`` the band's edge, or −∞) where the
+        band is unbounded; x0 is NaN when the slope is not positive."""
+        t2 = float(stats.t.ppf(0.5 + confidence / 2, max(self.dof, 1))) ** 2
+        d = y0 - self.c
+        x0 = d / self.a if self.a > 0 else math.nan
+        qa = self.a**2 - t2 * self.cov[1, 1]  # the band holds y0 where qa·x² − 2·qb·x + qc ≤ 0
+        qb = self.a * d + t2 * self.cov[0, 1]
+        qc = d * d - t2 * self.cov[0, 0]
+        disc = qb * qb - qa * qc
+        if qa > 0:  # a bounded interval around x0
+            r = math.sqrt(max(disc, 0.0))
+            return x0, (qb - r) / qa, (qb + r) / qa
+        if disc <= 0 or qa == 0:  # the band holds y0 at every x
+            return x0, -math.inf, math.inf
+        r = math.sqrt(disc)  # qa < 0: outside the roots; the ray towards larger x
+        return x0, max((qb - r) / qa, (qb + r) / qa), math.inf
+
+
+def _fit(n: np.ndarray, peak: np.ndarray) -> tuple[int, LineFit | None]:
+    """The ``k`` of :data:`POWERS` and its fit ``peak ≈ c + a·n^k`` with the least
+    residual among those whose ``a`` is positive (``(0, None)`` when none grows).
+    Weighted by 1/peak²: a reading's error is a share of it (the residuals are relative),
+    so the longest lengths do not outvote the rest. Fitted in units of the largest n^k
+    and peak, where the normal equations are well conditioned."""
+    best: tuple[int, LineFit] | None = None
+    for k in POWERS:
+        fit = LineFit.of((n / n.max()) ** k, peak / peak.max(), (peak.max() / peak) ** 2)
+        if fit.a > 0 and (best is None or fit.rss < best[1].rss):
+            best = (k, fit)
+    return best or (0, None)
 
 
 def memory_frontier(n: Sequence[float], peak: Sequence[float], limit_bytes: float, *,
@@ -125,21 +164,20 @@ def memory_frontier(n: Sequence[float], peak: Sequence[float], limit_bytes: floa
                 n_lengths=n_lengths, n_measured_max=n_max, peak_at_max=at_max,
                 oom_at=oom_at, confidence=confidence)
     if n_lengths < MIN_FIT_SIZES:
-        return Frontier(**base, point=nan, low=nan, high=nan, exponent=nan, r2=nan,
+        return Frontier(**base, point=nan, low=nan, high=nan, power=nan, r2=nan,
                         extrapolated=False,
                         note=f"too few lengths ({n_lengths}; a fit needs {MIN_FIT_SIZES})")
-    fit = fit_power_law(n, peak, confidence=confidence)
-    if not fit.exponent > 0:
-        return Frontier(**base, point=nan, low=nan, high=nan, exponent=fit.exponent,
-                        r2=fit.r2, extrapolated=False,
-                        note=f"no frontier: peak memory does not grow with n "
-                             f"(exponent {fit.exponent:.2f})")
-    lx0, llo, lhi = inverse_prediction(np.log(n), np.log(peak), fit.exponent,
-                                       math.log(fit.prefactor), math.log(limit_bytes),
-                                       confidence)
-    point = _exp(lx0)
-    return Frontier(**base, point=point, low=_exp(llo), high=_exp(lhi),
-                    exponent=fit.exponent, r2=fit.r2,
+    k, fit = _fit(n, peak)
+    if fit is None:
+        return Frontier(**base, point=nan, low=nan, high=nan, power=nan, r2=nan,
+                        extrapolated=False, note="no frontier: peak memory does not grow with n")
+    x0, lo, hi = fit.inverse(float(limit_bytes) / peak.max(), confidence)
+
+    def length(x: float) -> float:  # n from the fit's x = (n / n_max)^k
+        return n.max() * x ** (1 / k) if x > 0 else 0.0
+
+    point = length(x0)
+    return Frontier(**base, point=point, low=length(lo), high=length(hi), power=k, r2=fit.r2,
                     extrapolated=not n.min() <= point <= n.max())
 
 
@@ -195,7 +233,7 @@ def frontier_table(df: pd.DataFrame, *, confidence: float = CONFIDENCE) -> pd.Da
             fr = Frontier(limit_bytes=nan, limit_source=source,
                           n_lengths=ok["seq_len"].nunique(),
                           n_measured_max=int(ok["seq_len"].max()) if len(ok) else 0,
-                          peak_at_max=nan, point=nan, low=nan, high=nan, exponent=nan,
+                          peak_at_max=nan, point=nan, low=nan, high=nan, power=nan,
                           r2=nan, extrapolated=False,
                           oom_at=int(oom.min()) if len(oom) else None,
                           note=f"no frontier: limit {source}")
@@ -204,20 +242,21 @@ def frontier_table(df: pd.DataFrame, *, confidence: float = CONFIDENCE) -> pd.Da
                                  limit_source=source,
                                  oom_at=int(oom.min()) if len(oom) else None,
                                  confidence=confidence)
-        rows.append({**key, **asdict(fr), "text": fr.text()})
+        rows.append({**key, **asdict(fr), "model": fr.model(), "text": fr.text()})
     return pd.DataFrame(rows)
 
 
 INTRO = (
     "The longest sequence length whose peak memory fits the device: peak memory against n "
-    "fitted as a power law on log–log per architecture (at least {k} lengths), solved for "
+    "fitted per architecture (at least {k} lengths) as c + a·n or c + a·n², whichever fits "
+    "better (a fixed share plus memory per token, or per pair of tokens), solved for "
     "the limit; in brackets the {conf:.0%} inverse-prediction interval of the fit (the "
     "lengths where the fit's confidence band holds the limit; open above, '∞', when the "
     "slope is not clear of zero). The limit is the GPU's memory on CUDA, and on a CPU the "
     "run's memory cap per cell when one was set, else the host's memory. Peak memory counts "
     "what the step allocated above what the cell held before it (not the weights nor the "
     "process itself), so the frontier is an upper bound; nearly always it is extrapolated "
-    "far past the measured lengths, where a power law fitted on a few short lengths may "
+    "far past the measured lengths, where a curve fitted on a few short lengths may "
     "not hold ([frontier.csv](frontier.csv))."
 )
 
@@ -245,8 +284,7 @@ def frontier_markdown(table: pd.DataFrame) -> list[str]:
                 "arch": r.arch,
                 "limit": r.limit_source,
                 "longest measured n (peak)": measured,
-                "fitted exponent": "" if math.isnan(r.exponent) else
-                f"{r.exponent:.2f} (R² {r.r2:.3f})",
+                "fitted": f"{r.model} (R² {r.r2:.3f})" if r.model else "",
                 "frontier n [95% CI]": r.text,
                 "out of memory at": "" if r.oom_at is None or pd.isna(r.oom_at)
                 else length_text(r.oom_at),
