@@ -42,7 +42,7 @@ from architectures.lmu.memory import (
     MODES,
     MemoryKernels,
     compute_dtype,
-    impulse_response,
+    last_state_kernel,
     lmu_last_state,
     lmu_memory,
     memory_kernels,
@@ -135,12 +135,15 @@ class ParallelLMU(SequenceModel):
         )
 
     def last_kernel(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The impulse response ``H (n, order)`` in ``dtype`` for ``lmu_last_state``, cached."""
+        """The reversed impulse response ``R (n, order)`` (``last_state_kernel``) in the
+        compute dtype of ``dtype`` for ``lmu_last_state``, cached: built and flipped once
+        per length, dtype and device, not on every call. It depends on nothing trainable
+        (``Abar``, ``Bbar`` are fixed by ``order`` and ``theta``, both in the key), so an
+        optimizer step leaves it valid; a new length, dtype or device builds another."""
         dtype = compute_dtype(dtype)
         key = (self.order, self.theta, "last", None, n, dtype, device)
         return self._cached(
-            key,
-            lambda: impulse_response(self._Abar64.to(device), self._Bbar64.to(device), n).to(dtype),
+            key, lambda: last_state_kernel(self._Abar64, self._Bbar64, n, dtype, device)
         )
 
     def _readout(self, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -169,8 +172,8 @@ class ParallelLMU(SequenceModel):
                 m = m @ AT + u_t[..., None] * k.Bbar
             m = m.to(u.dtype)
         else:
-            H = self.last_kernel(x.shape[1], u.dtype, u.device)
-            m = lmu_last_state(u, self._Abar64, self._Bbar64, H=H)
+            R = self.last_kernel(x.shape[1], u.dtype, u.device)
+            m = lmu_last_state(u, self._Abar64, self._Bbar64, R=R)
         return self._readout(m, x[:, -1])
 
     def init_state(
