@@ -97,7 +97,8 @@ def pooled_fields(
 
     ``static`` holds ``params``, ``peak_mem_bytes``, ``peak_reserved_bytes``, ``flops``,
     ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
-    or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``.
+    or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``
+    and ``metrics`` (the record's, e.g. ``bare_call_s``).
     """
     used = headline_samples(pool.samples, pool.contention, threads)
     m = Measurement.from_samples(
@@ -143,4 +144,6 @@ def pooled_fields(
     )
     if static.get("state_bytes") is not None:
         out["state_bytes"] = int(static["state_bytes"])
+    if static.get("metrics"):  # the harness-vs-bare figures (harness.run.worker.bare_metrics)
+        out["metrics"] = dict(static["metrics"])
     return out

@@ -25,6 +25,7 @@ from harness.errors import describe
 from harness.measure.flops import count_flops
 from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.measure.memory import MemoryTracker
+from harness.measure.overhead import bare_overhead
 from harness.measure.timing import Measurement, Timer, TimingConfig
 from harness.run import forkserver
 from harness.run.cell import Placement, build_model, enter_cell, prepare_timed
@@ -157,6 +158,32 @@ def measure_round(
     )
 
 
+# The harness's own cost on a cell (``harness.measure.overhead``): in round 0, after its
+# samples, pairs of one harness sample and one bare-loop sample of the step, for about
+# BARE_SHARE of the round's budget (BARE_MIN_PAIRS to BARE_MAX_PAIRS pairs). A cell where
+# BARE_MIN_PAIRS of its fastest sample do not fit that share (samples over ~17 ms at the
+# default 2 s and 5 rounds) gets none: its calls are long enough that a per-call cost of
+# microseconds does not show, and the pairs would cost it more than the share.
+BARE_SHARE = 0.25
+BARE_MIN_PAIRS = 3
+BARE_MAX_PAIRS = 20
+
+
+def bare_metrics(p: Prepared, done: RoundDone, settings: RunSettings) -> dict[str, Any]:
+    """``metrics`` keys ``bare_call_s`` (the step in a bare loop, seconds per call),
+    ``harness_over_bare`` (the median of the pairs' ratios) and ``bare_pairs``, measured
+    right after ``done``'s samples (a warm round); {} when the pairs do not fit."""
+    if p.check is None or not done.samples:
+        return {}
+    per_pair = 2 * min(done.samples) * done.k  # the fastest: a busy machine's is longer
+    share = BARE_SHARE * settings.budget_s / settings.rounds
+    if BARE_MIN_PAIRS * per_pair > share:
+        return {}
+    return bare_overhead(p.run, p.check.run, p.device, calls_per_sample=done.k,
+                         pairs=BARE_MAX_PAIRS, min_pairs=BARE_MIN_PAIRS, budget_s=share,
+                         config=settings.timing(), check=p.check.verify).metrics()
+
+
 def rewarm(last: RoundDone, settings: RunSettings) -> str:
     """A warm process's warm-up before a later round: ``"brief"`` (calls for
     ``TimingConfig.rewarm_s``) when its samples are shorter than that, else ``"none"``: a
@@ -190,6 +217,8 @@ def measure_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
             calls_per_sample=last.k if last else None,
             warmup="full" if last is None else rewarm(last, settings)))
         pool.add(r, done[-1].samples, done[-1].contention)
+        if r == 0:
+            p.static["metrics"] = bare_metrics(p, done[0], settings)
     return pooled_fields(p.static, pool, noise_threshold=settings.noise_threshold,
                          threads=torch.get_num_threads(), warmup_s=done[0].warmup_s,
                          stop_reason=done[-1].stop_reason, calls_per_sample=done[-1].k)
@@ -308,12 +337,13 @@ def process_main(cell_dict: dict[str, Any], settings_dict: dict[str, Any], threa
             done = measure_round(p, settings, round_index=cmd.round, taken=cmd.taken,
                                  calls_per_sample=last.k if last else cmd.k,
                                  warmup="full" if last is None else rewarm(last, settings))
+            if last is None and cmd.round == 0:  # round 0's setup; a re-prepare's is not kept
+                static = {**p.static, "metrics": bare_metrics(p, done, settings)}
+                done = replace(done, static=static, started_at=started)
         except Exception as exc:  # noqa: BLE001
             fail(exc, f"round {cmd.round}: " if cmd.round else "", p.static["kernel_path"])
             return
         done = replace(done, wall_s=time.perf_counter() - (t0 if last is None else r0))
-        if last is None and cmd.round == 0:  # round 0's setup; a re-prepare's is not kept
-            done = replace(done, static=p.static, started_at=started)
         conn.send(done)
         last = done
         try:
