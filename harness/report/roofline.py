@@ -27,7 +27,16 @@ import pandas as pd
 
 from harness.measure.ceilings import Ceilings, match
 from harness.report.output import Output, describe, slug, varying, write_csv, write_text
-from harness.report.tables import NOT_RUN, STATUS_TEXT, markdown_table, to_latex, to_markdown
+from harness.report.tables import (
+    CONTENDED_MARK,
+    NOISY_MARK,
+    NOT_RUN,
+    STATUS_TEXT,
+    THIN_MARK,
+    markdown_table,
+    to_latex,
+    to_markdown,
+)
 from harness.store.load import FACET_KEYS
 from harness.store.rundir import RunDir
 
@@ -196,13 +205,20 @@ TABLE_TITLE = ("Share of the machine (% of the attainable FLOP/s at the cell's a
 
 
 def roofline_grid(g: pd.DataFrame, arch_order: list[str]) -> pd.DataFrame:
-    """Arch × length grid of one facet's shares (``roof_text``); absent cells ``n/a``."""
+    """Arch × length grid of one facet's shares (``roof_text``, with the time tables' marks
+    of a noisy, thin or contended cell: its share rests on that time); absent cells ``n/a``."""
     lens = sorted(g["seq_len"].unique())
     archs = [a for a in arch_order if a in set(g["arch"])]
     grid = pd.DataFrame(NOT_RUN, index=pd.Index(archs), columns=pd.Index(lens), dtype=object)
-    for r in g.itertuples(index=False):
-        if r.arch in grid.index:
-            grid.loc[r.arch, r.seq_len] = r.roof_text
+    for r in g.to_dict("records"):
+        if r["arch"] not in grid.index:
+            continue
+        text = r["roof_text"]
+        if pd.notna(r.get("roof_share")):
+            text += "".join(mark for col, mark in (("noisy", NOISY_MARK), ("thin", THIN_MARK),
+                                                   ("contended", CONTENDED_MARK))
+                            if bool(r.get(col)) and pd.notna(r.get(col)))
+        grid.loc[r["arch"], r["seq_len"]] = text
     return grid
 
 

@@ -119,6 +119,11 @@ def test_the_table_shows_each_cells_share_and_flags(tmp_path):
     assert grid.loc["c", 1024] == NO_FLOPS
     assert grid.loc["c", 4096] == "OOM"
     assert grid.loc["a", 4096] == "n/a"
+    # a share rests on the cell's time: the time tables' marks go with it, never on a flag
+    df.loc[df["arch"].isin(["a", "b"]), "noisy"] = True
+    grid = roofline_grid(roofline_frame(df), ["a", "b", "c"])
+    assert grid.loc["a", 256] == "20% DRAM\u2020"
+    assert grid.loc["b", 1024] == COUNTING_ERROR
 
 
 def test_ceilings_of_another_thread_count_are_not_used(tmp_path):
