@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from architectures.cost import Cost
+
 
 @dataclass(frozen=True)
 class AdapterInfo:
@@ -117,3 +119,10 @@ class SequenceModel(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost | None:
+        """Analytic FLOPs and bytes of one pass (``architectures.cost``: ``"sequence"``,
+        ``"last"``, or ``"step"`` as the n-th token) at ``batch``, in a dtype of
+        ``itemsize`` bytes; None where the adapter declares no formula (never 0), so a
+        record says "unknown" rather than "free". Adapters override it beside their code."""
+        return None

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from architectures import cost
 from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.cost import Cost
 
 
 class Mixer(nn.Module):
@@ -32,6 +34,11 @@ class Mixer(nn.Module):
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """``x_t (batch, d_model)`` → ``(y_t (batch, d_model), new_state)``."""
         raise NotImplementedError
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost | None:
+        """Analytic cost of ``forward`` (``"sequence"``) or one ``step`` (``"step"``);
+        None: no formula declared (``architectures.cost``)."""
+        return None
 
 
 class ShortConv(nn.Module):
@@ -143,6 +150,10 @@ class ResidualStack(SequenceModel):
             h, s = layer.step(h, s)
             new_state.append(s)
         return self.head(self.norm_f(h)), new_state
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost | None:
+        """The outline's cost with each mixer's own (``architectures.cost.stack``)."""
+        return cost.stack(self, pass_, batch, n, itemsize)
 
 
 def rms_norm(d: int) -> nn.Module:

@@ -15,10 +15,36 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from architectures import cost as C
 from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.cost import Cost
 from architectures.registry import register
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, batch, hidden_size)
+
+
+# per step and hidden unit, after the gate pre-activations' matmuls: two adds into each
+# of the 4 gates (the other projection, the other bias: 8), 3 sigmoids and a tanh (4),
+# c = f·c + i·g (3), tanh(c) (1), h = o·tanh(c) (1)
+LSTM_CELL_FLOPS = 17
+
+
+def recurrence_cost(batch: int, n: int, fan_in: int, hidden: int, s: int, *,
+                    fused: bool) -> Cost:
+    """One LSTM layer over ``n`` steps. ``fused`` (``nn.LSTM``, cuDNN or oneDNN on CPU):
+    the input projection of every step in one GEMM, then per step the recurrent GEMM and
+    the gates, all inside the library's kernel, so none of it is ``matmul_flops``
+    (FlopCounterMode sees none of it). Not fused (``torch.lstm_cell``, one step): two
+    ``addmm`` calls it does see, then the gates."""
+    H4 = 4 * hidden
+    proj = C.linear(batch * n, fan_in, H4, s)
+    recur = C.matmul(1, batch, hidden, H4, s, shared_rhs=True)
+    gates = Cost(LSTM_CELL_FLOPS * batch * hidden,
+                 s * (H4 + batch * H4 + 4 * batch * hidden))  # b_hh, gates, c in, h c out
+    c = proj + n * (recur + gates)
+    if fused:
+        c = Cost(c.flops, c.bytes, 0.0)
+    return c
 
 
 @register(
@@ -88,3 +114,17 @@ class LSTM(SequenceModel):
             hs.append(inp)
             cs.append(c)
         return self.head(inp), (torch.stack(hs), torch.stack(cs))
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost | None:
+        """Every layer's recurrence (``recurrence_cost``) and the head: on every position
+        (``SEQUENCE``) or the last (``LAST``); ``STEP`` runs ``torch.lstm_cell`` per layer."""
+        C.check_pass(pass_)
+        s, H = itemsize, self.hidden_size
+        step = pass_ == C.STEP
+        parts = [recurrence_cost(batch, 1 if step else n, self.input_size if k == 0 else H,
+                                 H, s, fused=not step) for k in range(self.num_layers)]
+        if step and self.num_layers > 1:  # the new state stacked
+            parts.append(C.copy(2 * self.num_layers * batch * H, s))
+        rows = batch * n if pass_ == C.SEQUENCE else batch
+        parts.append(C.linear(rows, H, self.output_size, s))
+        return C.total(parts)

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from architectures import cost as C
 from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.cost import Cost
 from architectures.registry import register
 
 INITIAL_CACHE = 16  # KV-cache slots allocated by init_state; doubled when full
@@ -74,6 +76,40 @@ class Block(nn.Module):
         cache["v"][:, :, pos] = v[:, :, 0]
         keys, values = cache["k"][:, :, : pos + 1], cache["v"][:, :, : pos + 1]
         return self._finish(x, F.scaled_dot_product_attention(q, keys, values))
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes of ``forward`` (``SEQUENCE``), ``forward_last``
+        (``LAST``) or ``step`` (``STEP``): ``block_cost``."""
+        d_ff = self.mlp[0].out_features
+        return block_cost(pass_, batch, n, self.qkv.in_features, self.n_heads, d_ff, itemsize)
+
+
+def positions_cost(n: int, d_model: int, s: int) -> Cost:
+    """``sinusoidal_positions`` for ``n`` positions: built in float64 (a divide, a sine
+    and a cosine per pair of columns), then cast to the cell's dtype."""
+    half = n * d_model / 2
+    return Cost(3 * half + d_model, 8 * (n + 7 * half + d_model) + n * d_model * (8 + s))
+
+
+def block_cost(pass_: str, batch: int, n: int, d: int, heads: int, d_ff: int,
+               s: int) -> Cost:
+    """One ``Block``: ``forward`` (``SEQUENCE``, causal attention over ``n(n+1)/2``
+    pairs), ``forward_last`` (``LAST``: every key and value, the last query, the rest on
+    the last position) or ``step`` (``STEP``: the n-th token against n cached keys)."""
+    C.check_pass(pass_)
+    rows = batch if pass_ == C.STEP else batch * n  # rows of q, k, v
+    out = batch if pass_ in (C.LAST, C.STEP) else rows  # rows after the attention
+    heads_in = C.layer_norm(rows, d, s) + C.linear(rows, d, 3 * d, s)
+    if pass_ == C.SEQUENCE:
+        attn = C.attention(batch * heads, C.causal_pairs(n), n, n, d // heads, s)
+    else:  # one query per sequence, every key (the cache holds n of them in a step)
+        attn = C.attention(batch * heads, n, 1, n, d // heads, s)
+    if pass_ == C.STEP:  # this token's k and v written into the cache
+        attn = attn + C.copy(2 * batch * d, s)
+    finish = (C.copy(out * d, s) + C.linear(out, d, d, s)  # heads merged, projected
+              + C.pointwise(out * d, s, operands=3) + C.layer_norm(out, d, s)
+              + C.mlp(out, d, d_ff, s) + C.pointwise(out * d, s, operands=3))
+    return heads_in + attn + finish
 
 
 @register(
@@ -162,3 +198,19 @@ class Transformer(SequenceModel):
             h = block.step(h, cache, pos)
         state["pos"] = pos + 1
         return self.head(self.ln_f(h[:, 0])), state
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost | None:
+        """Embedding and positions, the blocks (``block_cost``), final norm and head."""
+        C.check_pass(pass_)
+        d, s = self.d_model, itemsize
+        rows = batch if pass_ == C.STEP else batch * n
+        out = batch if pass_ in (C.LAST, C.STEP) else rows
+        pe = positions_cost(1 if pass_ == C.STEP else n, d, s)
+        parts = [C.linear(rows, self.input_size, d, s), pe,
+                 Cost(rows * d, s * (2 * rows * d + (d if pass_ == C.STEP else n * d)))]
+        for i in range(self.n_layers):
+            last = pass_ == C.LAST and i == self.n_layers - 1
+            kind = C.STEP if pass_ == C.STEP else (C.LAST if last else C.SEQUENCE)
+            parts.append(self.blocks[i].cost(kind, batch=batch, n=n, itemsize=s))
+        parts += [C.layer_norm(out, d, s), C.linear(out, d, self.output_size, s)]
+        return C.total(parts)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from architectures import SequenceModel
+from architectures.cost import Cost
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Prepared:
     # whether counting run()'s FLOPs (torch.utils.flop_counter) is meaningful and cheap; the
     # runner counts them on the first call, which it makes anyway
     count_flops: bool = True
+    # the analytic FLOPs and bytes of one run() call (``workloads.cost``), computed when
+    # asked, outside the timed region; None: no formula for this workload or adapter
+    cost: Callable[[], Cost | None] | None = None
 
 
 class Workload(Protocol):
@@ -82,9 +86,11 @@ def make_inputs(
 
 
 def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens: int,
-                  inputs: tuple[torch.Tensor, ...]) -> Prepared:
+                  inputs: tuple[torch.Tensor, ...],
+                  cost: Callable[[], Cost | None] | None = None) -> Prepared:
     """One AdamW step (lr 1e-4) on ``loss()``: what ``train`` and ``classify`` share, so the
-    two differ only in their loss. The model is put in training mode first."""
+    two differ only in their loss. The model is put in training mode first. ``cost``: the
+    step's analytic cost (``workloads.cost.training_cost``)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -95,4 +101,4 @@ def training_step(model: SequenceModel, loss: Callable[[], torch.Tensor], tokens
         opt.step()  # its foreach kernels have no FLOP formula: counts are fwd + bwd
         return value
 
-    return Prepared(run=run, tokens=tokens, inputs=inputs)
+    return Prepared(run=run, tokens=tokens, inputs=inputs, cost=cost)

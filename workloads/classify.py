@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from architectures import SequenceModel
 from workloads.base import FirstCall, Prepared, make_inputs, training_step
+from workloads.cost import LAST, cross_entropy_loss, training_cost
 from workloads.registry import register
 
 
@@ -41,4 +42,8 @@ class Classify:
                 logits = logits.float()
             return F.cross_entropy(logits, target)
 
-        return training_step(model, loss, batch * seq_len, (x, target))
+        return training_step(model, loss, batch * seq_len, (x, target),
+                             cost=lambda: training_cost(  # the passes this step runs
+                                 model, LAST, batch=batch, n=seq_len, itemsize=dtype.itemsize,
+                                 loss=cross_entropy_loss(batch, model.output_size,
+                                                         max(dtype.itemsize, 4))))

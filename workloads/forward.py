@@ -6,6 +6,7 @@ import torch
 
 from architectures import SequenceModel
 from workloads.base import FirstCall, Prepared, make_inputs
+from workloads.cost import forward_cost
 from workloads.registry import register
 
 
@@ -26,4 +27,6 @@ class Forward:
         def run() -> torch.Tensor:
             return checked(model(x))
 
-        return Prepared(run=run, tokens=batch * seq_len, inputs=(x,))
+        return Prepared(run=run, tokens=batch * seq_len, inputs=(x,),
+                        cost=lambda: forward_cost(model, batch=batch, n=seq_len,
+                                                  itemsize=dtype.itemsize))

@@ -11,6 +11,7 @@ import torch
 
 from architectures import SequenceModel, state_nbytes
 from workloads.base import FirstCall, Prepared, make_inputs
+from workloads.cost import stream_cost
 from workloads.registry import register
 
 
@@ -42,4 +43,6 @@ class Stream:
 
         # thousands of tiny step() calls: counting would cost more than it tells
         return Prepared(run=run, tokens=batch * seq_len, inputs=(x,), extras=extras,
-                        count_flops=False)
+                        count_flops=False,
+                        cost=lambda: stream_cost(model, batch=batch, n=seq_len,
+                                                 itemsize=dtype.itemsize))

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from architectures import SequenceModel
 from workloads.base import FirstCall, Prepared, make_inputs, training_step
+from workloads.cost import SEQUENCE, mse_loss, training_cost
 from workloads.registry import register
 
 
@@ -28,5 +29,9 @@ class Train:
         g = torch.Generator(device="cpu").manual_seed(seed + 1)
         target = torch.randn(batch, seq_len, model.output_size, generator=g).to(device, dtype)
         checked = FirstCall("forward", tuple(target.shape), x.dtype)
+        s = dtype.itemsize
         return training_step(model, lambda: F.mse_loss(checked(model(x)), target),
-                             batch * seq_len, (x, target))
+                             batch * seq_len, (x, target),
+                             cost=lambda: training_cost(  # the passes this step runs
+                                 model, SEQUENCE, batch=batch, n=seq_len, itemsize=s,
+                                 loss=mse_loss(target.numel(), s)))

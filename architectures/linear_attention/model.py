@@ -22,6 +22,8 @@ from torch import nn
 
 from architectures.base import check_positive_int
 from architectures.blocks import Mixer, ResidualStack, ShortConv
+from architectures.cost import Cost
+from architectures.linear_attention import cost as la_cost
 from architectures.linear_attention.chunked import (
     DEFAULT_CHUNK_SIZE,
     delta_rule,
@@ -81,6 +83,10 @@ class LinearAttentionMixer(Mixer):
         o = o[..., :-1] / (o[..., -1:] + EPS)
         return self.proj(o.reshape(b, -1)), S
 
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/linear_attention/cost.py``)."""
+        return la_cost.linear_attention(self, pass_, batch, n, itemsize)
+
 
 class DeltaNetMixer(Mixer):
     def __init__(
@@ -123,6 +129,10 @@ class DeltaNetMixer(Mixer):
         S = S + k.unsqueeze(-1) * (beta * (v - retrieved)).unsqueeze(-2)
         o = self.o_norm((q.unsqueeze(-1) * S).sum(-2))
         return self.proj(o.flatten(1)), {"conv": window, "S": S}
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/linear_attention/cost.py``)."""
+        return la_cost.deltanet(self, pass_, batch, n, itemsize)
 
 
 _COMMON = dict(

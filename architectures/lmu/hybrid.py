@@ -22,6 +22,8 @@ from torch import nn
 
 from architectures.base import SequenceModel, check_input, check_positive_int
 from architectures.blocks import ResidualBlock
+from architectures.cost import Cost
+from architectures.lmu import cost as lmu_cost
 from architectures.lmu.parallel import ParallelLMU
 from architectures.registry import register
 from architectures.transformer import INITIAL_CACHE, Block, Transformer
@@ -139,3 +141,7 @@ class LMUAttention(SequenceModel):
                 Transformer.grow_cache(cache)
             h = self.attention.step(h.unsqueeze(1), cache, pos)[:, 0]
         return self.head(self.norm_f(h)), {"lmu": memories, "attn": cache, "pos": pos + 1}
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/lmu/cost.py``)."""
+        return lmu_cost.hybrid(self, pass_, batch, n, itemsize)

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.cost import Cost
+from architectures.lmu import cost as lmu_cost
 from architectures.lmu.legendre import legendre_ab, zoh
 from architectures.registry import register
 
@@ -315,3 +317,7 @@ class LMU(SequenceModel):
             h, m, c = self._run(fn, p[t], h, m, c, *args)
             out[t] = h
         return out
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/lmu/cost.py``)."""
+        return lmu_cost.original(self, pass_, batch, n, itemsize)

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 from architectures.base import SequenceModel, check_input, check_positive_int
+from architectures.cost import Cost
+from architectures.lmu import cost as lmu_cost
 from architectures.lmu.legendre import legendre_ab, zoh
 from architectures.lmu.memory import (
     MODES,
@@ -204,6 +206,10 @@ class ParallelLMU(SequenceModel):
                 self._Abar64, self._Bbar64, 1, "sequential", None, dtype, device
             ),
         )
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/lmu/cost.py``)."""
+        return lmu_cost.parallel(self, pass_, batch, n, itemsize)
 
 
 _COMMON = dict(

@@ -23,6 +23,8 @@ from torch import nn
 
 from architectures.base import check_positive_int
 from architectures.blocks import Mixer, ResidualStack, ShortConv, rms_norm
+from architectures.cost import Cost
+from architectures.mamba import cost as mamba_cost
 from architectures.mamba.scan import selective_scan, softplus_inverse
 from architectures.registry import register
 
@@ -84,6 +86,10 @@ class MambaMixer(Mixer):
         h = torch.exp(dt * -torch.exp(self.A_log)) * state["ssm"] + dt * B[:, None] * u[..., None]
         y = (h * C[:, None]).sum(-1) + self.D * u
         return self.out_proj(y * F.silu(z)), {"conv": window, "ssm": h}
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/mamba/cost.py``)."""
+        return mamba_cost.mixer(self, pass_, batch, n, itemsize)
 
 
 @register(

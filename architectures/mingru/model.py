@@ -19,6 +19,8 @@ from torch import nn
 
 from architectures.base import check_positive_int
 from architectures.blocks import Mixer, ResidualStack
+from architectures.cost import Cost
+from architectures.mingru import cost as mingru_cost
 from architectures.mingru.scan import g, log_g, log_space_scan, softplus
 from architectures.registry import register
 
@@ -45,6 +47,10 @@ class MinGRUMixer(Mixer):
         h = (1 - z) * h + z * g(h_tilde)
         return self.out(h), h
 
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/mingru/cost.py``)."""
+        return mingru_cost.mixer(self, pass_, batch, n, itemsize, lstm=False)
+
 
 class MinLSTMMixer(MinGRUMixer):
     def __init__(self, d_model: int, expand: int = 1) -> None:
@@ -63,6 +69,10 @@ class MinLSTMMixer(MinGRUMixer):
         f, i = torch.sigmoid(f), torch.sigmoid(i)
         h = f / (f + i) * h + i / (f + i) * g(h_tilde)
         return self.out(h), h
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/mingru/cost.py``)."""
+        return mingru_cost.mixer(self, pass_, batch, n, itemsize, lstm=True)
 
 
 _COMMON = dict(

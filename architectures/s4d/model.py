@@ -19,8 +19,10 @@ from torch import nn
 
 from architectures.base import check_positive_int
 from architectures.blocks import Mixer, ResidualStack
+from architectures.cost import Cost
 from architectures.lmu.memory import compute_dtype
 from architectures.registry import register
+from architectures.s4d import cost as s4d_cost
 from architectures.s4d.kernel import causal_fft_conv, discretize, s4d_kernel
 
 DT_MIN, DT_MAX = 1e-3, 1e-1
@@ -67,6 +69,10 @@ class S4DMixer(Mixer):
         s = decay * s + x_t.to(log_dt.dtype).unsqueeze(-1)
         y = 2 * (C_tilde * s).sum(-1).real
         return self._finish(y, x_t), s
+
+    def cost(self, pass_: str, *, batch: int, n: int, itemsize: int) -> Cost:
+        """Analytic FLOPs and bytes (``architectures/s4d/cost.py``)."""
+        return s4d_cost.mixer(self, pass_, batch, n, itemsize)
 
 
 @register(
