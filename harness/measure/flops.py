@@ -1,13 +1,17 @@
-"""FLOPs of one call, counted by ``torch.utils.flop_counter`` (matmul, conv, attention, ...).
+"""FLOPs of one call: counted by ``torch.utils.flop_counter``, or analytic from a formula.
 
-Only ops with a registered formula count (elementwise ops, FFTs and scans count as zero),
-so the number is a lower bound on the arithmetic actually done; achieved FLOP/s derived
-from it is meaningful for matmul-dominated models and understated for the rest.
+Counted (``count_flops``): only ops with a registered formula count (elementwise ops,
+FFTs and scans count as zero), so the number is a lower bound on the arithmetic actually
+done, and the call runs under a dispatch mode. Analytic (``analytic_cost``): whatever
+the workload's ``Prepared.cost`` says, from the adapter's own formulas over the cell's
+shape: every op it declares, nothing run.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 
 def count_flops(fn: Callable[[], object]) -> float | None:
@@ -26,3 +30,27 @@ def count_flops(fn: Callable[[], object]) -> float | None:
     except Exception:  # noqa: BLE001 - any failure means "unknown", by contract
         return None
     return total if total > 0 else None
+
+
+def analytic_cost(cost: Callable[[], Any] | None) -> tuple[float | None, float | None]:
+    """``(flops, bytes)`` of one call from ``cost()`` (an object with ``flops`` and
+    ``bytes``, or None), each None when unknown: no formula, a formula that failed, or a
+    figure that is not a positive finite number (never a 0 that would read as "free").
+    Never raises: a broken formula must not fail the cell it describes."""
+    if cost is None:
+        return None, None
+    try:
+        c = cost()
+        if c is None:
+            return None, None
+        return _positive(c.flops), _positive(c.bytes)
+    except Exception:  # noqa: BLE001 - any failure means "unknown", by contract
+        return None, None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None

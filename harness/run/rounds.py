@@ -96,6 +96,7 @@ def pooled_fields(
     """A finished cell's Record fields from its pooled samples and what its setup measured.
 
     ``static`` holds ``params``, ``peak_mem_bytes``, ``peak_reserved_bytes``, ``flops``,
+    ``analytic_flops`` and ``analytic_bytes`` (absent from rounds stored before them),
     ``tokens`` (per call), ``per_token`` (divide the median by this for a per-token time,
     or None), ``kernel_path``, ``precision``, ``kernel_note`` and optionally ``state_bytes``
     and ``metrics`` (the record's, e.g. ``bare_call_s``).
@@ -131,6 +132,8 @@ def pooled_fields(
         time_per_token_s=m.median / per_token if per_token else None,
         flops=flops,
         flops_per_s=flops / m.median if flops and m.median > 0 else None,
+        analytic_flops=static.get("analytic_flops"),
+        analytic_bytes=static.get("analytic_bytes"),
         rounds=pool.rounds_done,
         sample_rounds=list(pool.sample_rounds),
         round_order=list(pool.round_order),

@@ -22,7 +22,7 @@ import torch
 import workloads
 from architectures.optional import KernelLog, kernel_log
 from harness.errors import describe
-from harness.measure.flops import count_flops
+from harness.measure.flops import analytic_cost, count_flops
 from harness.measure.headline import HEADLINE_MIN_SAMPLES
 from harness.measure.memory import MemoryTracker
 from harness.measure.overhead import bare_overhead
@@ -94,12 +94,16 @@ def prepare_cell(cell: Cell, settings: RunSettings, *, count: bool = True) -> Pr
         check_finite(first[-1])
     if counting and compiled:
         flops = _eager_flops(prep.run)
+    # the workload's formula over the cell's shape: no dispatch pass, so always
+    analytic_flops, analytic_bytes = analytic_cost(prep.cost)
     static: dict[str, Any] = dict(
         **_kernel_fields(kernels, settings),
         params=params,
         peak_mem_bytes=mem.peak_bytes,
         peak_reserved_bytes=mem.reserved_bytes,
         flops=flops,
+        analytic_flops=analytic_flops,
+        analytic_bytes=analytic_bytes,
         tokens=prep.tokens,
         per_token=cell.seq_len if workloads.info(cell.workload).per_token else None,
     )

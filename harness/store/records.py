@@ -116,6 +116,12 @@ class Record:
     contention: list[float] = field(default_factory=list)  # others' CPU use (cores) per sample
     contended: bool = False  # enough samples were contended to distrust the cell
     thin: bool = False  # fewer samples than an honest interval needs
+    # analytic cost per timed call, from the adapter's formulas (architectures/cost.py):
+    # every op counted (FFTs, scans, recurrences included), bytes a lower bound on traffic;
+    # None: no formula (a plugin), or a record written before these fields (additive
+    # fields with defaults: no schema change, older readers ignore them)
+    analytic_flops: float | None = None
+    analytic_bytes: float | None = None
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, message: str = "", **kw: Any) -> Record:
