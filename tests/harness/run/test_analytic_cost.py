@@ -11,7 +11,6 @@ import pytest
 
 import architectures
 from harness.cli import main as cli_main
-from harness.measure.flops import analytic_cost
 from harness.run.plugins import load_plugin
 from harness.run.rounds import Pool, pooled_fields
 from harness.run.settings import RunSettings
@@ -55,19 +54,6 @@ def test_a_plugin_without_a_formula_records_none():
     cell = Cell.make(arch="test-ok", workload="forward", seq_len=8, batch=1, preset="tiny")
     rec = run_cell(cell, FAST)
     assert rec.status == "ok" and rec.analytic_flops is None and rec.analytic_bytes is None
-
-
-def test_analytic_cost_never_raises_and_never_says_zero():
-    class C:
-        def __init__(self, flops, bytes_):
-            self.flops, self.bytes = flops, bytes_
-
-    assert analytic_cost(None) == (None, None)
-    assert analytic_cost(lambda: None) == (None, None)
-    assert analytic_cost(lambda: C(10, 20)) == (10.0, 20.0)
-    assert analytic_cost(lambda: C(0, float("nan"))) == (None, None)
-    assert analytic_cost(lambda: C(-1, "x")) == (None, None)
-    assert analytic_cost(lambda: 1 / 0) == (None, None)
 
 
 def test_old_records_and_rounds_read_as_unknown():
