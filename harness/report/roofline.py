@@ -389,6 +389,7 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
     groups = list(d.groupby(keys, sort=True, dropna=False))
     lens = sorted(int(n) for n in d["seq_len"].unique())
     marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(lens)}
+    grow = {n: 1.3 * min(i, 3) for i, n in enumerate(lens)}  # points of marker size added
     archs = [a for a in styles if a in set(d["arch"])]
     sheet = any(bool(c.datasheet and c.datasheet.get("peak_flops")) for c in d["ceilings"])
     n_items = len(archs) + len(lens) + 3 + sheet
@@ -421,11 +422,14 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
                 ax.plot(xx, np.minimum(peak, xx * bw), zorder=2, **line)
                 handles.append(Line2D([], [], label=label, **line))
             size = mpl.rcParams["lines.markersize"] + 1.5
-            for r in g.itertuples(index=False):
+            # longer lengths larger and beneath: cells at one point (the same intensity and
+            # rate at two lengths) show both markers, one inside the other
+            for r in g.sort_values("seq_len", ascending=False).itertuples(index=False):
+                n = int(r.seq_len)
                 ax.plot([r.intensity], [r.achieved_flops_per_s], linestyle="none",
-                        marker=marker[int(r.seq_len)], color=styles[r.arch].color,
-                        markersize=size, markeredgecolor="white", markeredgewidth=0.4,
-                        zorder=4)
+                        marker=marker[n], color=styles[r.arch].color,
+                        markersize=size + grow[n], markeredgecolor="white",
+                        markeredgewidth=0.6, zorder=4)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlim(x_lo, x_hi)
@@ -459,7 +463,7 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
             handles = [Line2D([], [], color=styles[a].color, linewidth=4, label=a)
                        for a in archs if a in present] + [
                 Line2D([], [], linestyle="none", marker=marker[n], color="0.35",
-                       markersize=size - 1, label=f"n={_fmt_len(n)}")
+                       markersize=size - 1 + grow[n], label=f"n={_fmt_len(n)}")
                 for n in lens if n in set(g["seq_len"].astype(int))] + handles
             legend_below(ax, handles, ncol, offset=-0.2)
         return freeze(fig)

@@ -205,3 +205,23 @@ def test_a_run_with_ceilings_and_counted_flops_reports_a_lower_bound(tmp_path):
     assert "## Share of the machine (roofline)" in text
     csv = (index.parent / "tables" / "roofline_forward_cpu-test.csv").read_text()
     assert "achieved_flops_per_s" in csv.splitlines()[0]
+
+
+def test_a_run_whose_records_carry_analytic_counts_gets_its_figure(tmp_path):
+    recs = [record("a", 256, samples=[0.05] * 5, host="h", threads=2, analytic_flops=1e8,
+                   analytic_bytes=1e8),  # 20% DRAM
+            record("a", 1024, samples=[0.05] * 5, host="h", threads=2, analytic_flops=1e10,
+                   analytic_bytes=1e6),  # 200 GFLOP/s: above the compute roof
+            record("b", 256, samples=[0.005] * 5, host="h", threads=2, analytic_flops=1e8,
+                   analytic_bytes=1e8),  # 40% cache-resident
+            record("b", 1024, samples=[0.02] * 5, host="h", threads=2, analytic_flops=1e9,
+                   analytic_bytes=5e7)]  # 50% compute
+    run = write_run(tmp_path / "new", recs, env=env_with(CEIL))
+    index = build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
+                         widths=("single",), n_resamples=20)
+    text = index.read_text()
+    assert "| `a` | 20% DRAM | counting error |" in text
+    assert "| `b` | 40% cache-resident | 50% compute |" in text
+    assert "`a` forward n=1024: counting error (not shown as a figure)" in text
+    assert "![roofline CPU: test](figures/roofline_cpu-test_single.png)" in text
+    assert (index.parent / "figures" / "roofline_cpu-test_single.png").is_file()
