@@ -211,6 +211,7 @@ def timed_sections(df: pd.DataFrame, styles: dict[str, ArchStyle], baseline: str
     lines += crossover_section(xover, baseline, output, n_resamples)
     lines += frontier_section(df, output)
     lines += share_section(df, styles, output)
+    lines += overhead_section(df, output)
     lines += ["## Tables", ""]
     lines += write_tables(df, speed, styles, baseline, output, n_resamples)
     return lines
@@ -236,6 +237,44 @@ def frontier_section(df: pd.DataFrame, output: Output) -> list[str]:
         return []
     write_csv(table, output.out / "frontier.csv")
     return frontier_markdown(table)
+
+
+OVERHEAD_INTRO = (
+    "What the harness adds to a fast cell's step: at the end of its first round, pairs of "
+    "one harness sample (the Timer's sampling step and its every-call check) and one sample "
+    "of the bare step in a plain loop, same clock, order swapped every pair; the ratio is "
+    "the median of the pairs' ratios (`harness.measure.overhead`). Cells whose samples "
+    "take more than ~17 ms have no pairs (they would not fit the round's budget, and there "
+    "the harness's microseconds do not show). All cells in [overhead.csv](overhead.csv)."
+)
+
+
+def overhead_section(df: pd.DataFrame, output: Output, shown: int = 8) -> list[str]:
+    """The harness's own cost per fast cell (``metrics.harness_over_bare``): the spread
+    over the cells and the ``shown`` largest."""
+    if "metrics" not in df.columns:
+        return []
+    ok = df[df["status"] == "ok"]
+    rows = [{**{k: r[k] for k in ["device_label", "workload", "arch", "seq_len", "batch"]},
+             "harness_s": r["time_median_s"], "bare_s": m["bare_call_s"],
+             "harness_over_bare": m["harness_over_bare"], "pairs": m.get("bare_pairs")}
+            for _, r in ok.iterrows()
+            if isinstance(m := r["metrics"], dict) and "harness_over_bare" in m]
+    if not rows:
+        return []
+    t = pd.DataFrame(rows).sort_values("harness_over_bare", ascending=False)
+    write_csv(t, output.out / "overhead.csv")
+    ratio = t["harness_over_bare"]
+    top = t.head(shown).assign(
+        harness=lambda d: [f"{v * 1e3:.3g} ms" for v in d["harness_s"]],
+        bare=lambda d: [f"{v * 1e3:.3g} ms" for v in d["bare_s"]],
+        ratio=lambda d: [f"{v:.3f}" for v in d["harness_over_bare"]])
+    return ["## The harness's own cost", "", OVERHEAD_INTRO, "",
+            f"{len(t)} cell(s): harness over bare loop median {ratio.median():.3f}, "
+            f"range {ratio.min():.3f} to {ratio.max():.3f}. The largest:", "",
+            markdown_table(top[["device_label", "workload", "arch", "seq_len", "batch",
+                                "harness", "bare", "ratio", "pairs"]],
+                           left=["device_label", "workload", "arch"], code=["arch"]), ""]
 
 
 SCALING_INTRO = (
