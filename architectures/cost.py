@@ -33,6 +33,10 @@ a fused kernel does the same arithmetic):
   convolutions (an ``mm``, ``addmm``, ``bmm`` or ``convolution`` the model code calls,
   not one inside a fused kernel such as SDPA or ``nn.LSTM``): what ``FlopCounterMode``
   sees on every device, so tests can hold the formulas to it.
+* ``fixed_flops``, ``fixed_bytes``, ``fixed_matmul_flops``: the share in ops whose other
+  operand is a constant (the LMU memory's ``Abar``, ``Bbar`` and kernels are fixed by its
+  order and theta): a training step's backward of them computes the input's gradient
+  only (one op of the forward's size, not two; ``workloads.cost``).
 
 Passes (``SEQUENCE``, ``LAST``, ``STEP``) are what a workload runs; the workloads
 declare which (``workloads.cost``), so training and streaming are composed there.
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 SEQUENCE = "sequence"  # forward(x) over (batch, n): ``forward_sequence``
@@ -67,17 +71,26 @@ class Cost:
     flops: float = 0.0
     bytes: float = 0.0
     matmul_flops: float = 0.0  # the share of ``flops`` FlopCounterMode can see
+    # the share of the above in ops on constants (the LMU memory's fixed
+    # matrices and kernels): their backward computes the input's gradient alone
+    fixed_flops: float = 0.0
+    fixed_bytes: float = 0.0
+    fixed_matmul_flops: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
         if not isinstance(other, Cost):
             return NotImplemented
-        return Cost(self.flops + other.flops, self.bytes + other.bytes,
-                    self.matmul_flops + other.matmul_flops)
+        return Cost(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def __mul__(self, k: float) -> Cost:
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             return NotImplemented
-        return Cost(self.flops * k, self.bytes * k, self.matmul_flops * k)
+        return Cost(*(a * k for a in astuple(self)))
+
+    def fixed(self) -> Cost:
+        """This cost, all of it on constants (see ``fixed_flops``)."""
+        return replace(self, fixed_flops=self.flops, fixed_bytes=self.bytes,
+                       fixed_matmul_flops=self.matmul_flops)
 
     __rmul__ = __mul__
 

@@ -8,9 +8,11 @@ the result (``Prepared.cost``). Conventions beyond ``architectures.cost``'s:
 
 * **backward = 2 × forward**, FLOPs and bytes alike, of the forward pass and the loss:
   the standard estimate (Kaplan et al. 2020's 6·N FLOPs per token for a training step):
-  each matmul's backward is two matmuls of its size (input and weight gradients).
-  It is an estimate, not a bound: the first layer needs no input gradient, and an
-  elementwise op's backward may cost less or more than the op.
+  each matmul's backward is two matmuls of its size (input and weight gradients); **1 ×**
+  for ops on constants (``Cost.fixed_flops``: the LMU memory's fixed matrices and
+  kernels), which need the input's gradient alone. It is an estimate, not a bound: the
+  first layer needs no input gradient, and an elementwise op's backward may cost less or
+  more than the op.
 * **AdamW**, per trained parameter: 14 FLOPs (decay 1, first moment 3, second moment 4,
   denominator 3, update 3) and 7 values moved (parameter, gradient and both moments
   read, parameter and moments written); ``zero_grad(set_to_none=True)`` is free.
@@ -47,13 +49,16 @@ def forward_cost(model: Any, *, batch: int, n: int, itemsize: int) -> Cost | Non
 def training_cost(model: Any, pass_: str, *, batch: int, n: int, itemsize: int,
                   loss: Cost) -> Cost | None:
     """One AdamW step on a loss over ``pass_``'s output: (forward + loss) × (1 + backward
-    factor) + the optimizer's per-parameter work."""
+    factor), less one forward of the ops on constants (their backward is the input's
+    gradient alone), + the optimizer's per-parameter work."""
     forward = pass_cost(model, pass_, batch=batch, n=n, itemsize=itemsize)
     if forward is None:
         return None
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     opt = Cost(ADAMW_FLOPS_PER_PARAM * params, ADAMW_VALUES_PER_PARAM * params * itemsize)
-    return (1 + BACKWARD_FACTOR) * (forward + loss) + opt
+    step = forward + loss
+    on_constants = Cost(step.fixed_flops, step.fixed_bytes, step.fixed_matmul_flops)
+    return (1 + BACKWARD_FACTOR) * step + opt + (1 - BACKWARD_FACTOR) * on_constants
 
 
 def mse_loss(elements: int, itemsize: int) -> Cost:

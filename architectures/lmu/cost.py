@@ -16,6 +16,8 @@ order ``d`` over ``n`` steps:
   (``2·S·d²`` per chunk boundary), and its propagation into every row of every chunk
   (``2·S·d²·c`` per chunk, by doubling).
 * eq. 25 (``forward_last`` of the parallel modes): one ``(S, n) @ (n, d)`` product.
+
+The memory's work is on constants (``Cost.fixed``): its backward is the input's gradient.
 """
 
 from __future__ import annotations
@@ -49,20 +51,20 @@ def memory_sequence(mode: str, batch: int, n: int, channels: int, order: int,
         per_step = (C.matmul(1, S, d, d, sm, shared_rhs=True)
                     + Cost(S * d, sm * (S + d + S * d))  # x_t · Bbar
                     + C.pointwise(S * d, sm, operands=3))
-        return C.write(S * d, sm) + n * per_step + C.copy(states, sm) + casts
+        return (C.write(S * d, sm) + n * per_step + C.copy(states, sm)).fixed() + casts
     if mode == "fft":
         L = fft_length(n)
         F = L // 2 + 1
         spectra = Cost(C.COMPLEX_MUL_FLOPS * S * d * F, 2 * sm * (S * F + d * F + S * d * F))
-        return (C.rfft(S, L, n, sm) + C.rfft(d, L, n, sm) + spectra + C.irfft(S * d, L, sm)
-                + casts)
+        return (C.rfft(S, L, n, sm) + C.rfft(d, L, n, sm) + spectra
+                + C.irfft(S * d, L, sm)).fixed() + casts
     if mode == "conv":
         taps = C.copy(n * d, sm)  # the impulse response flipped into conv1d's weight
         padded = C.copy(S * (2 * n - 1), sm)
         conv = C.conv1d(S, d, n, n, 1, 2 * n - 1, 1, sm, bias=False)
-        return taps + padded + conv + casts
+        return (taps + padded + conv).fixed() + casts
     if mode == "chunked":
-        return _chunked(S, n, d, chunk_size or DEFAULT_CHUNK_SIZE, sm) + casts
+        return _chunked(S, n, d, chunk_size or DEFAULT_CHUNK_SIZE, sm).fixed() + casts
     raise ValueError(f"unknown memory mode {mode!r}")
 
 
@@ -97,9 +99,9 @@ def memory_last(mode: str, batch: int, n: int, channels: int, order: int, s: int
     if mode == "sequential":
         per_step = (C.matmul(1, S, d, d, sm, shared_rhs=True)
                     + Cost(S * d, sm * (S + d + S * d)) + C.pointwise(S * d, sm, operands=3))
-        return C.write(S * d, sm) + n * per_step + casts
+        return (C.write(S * d, sm) + n * per_step).fixed() + casts
     layout = C.copy(S * n, sm) if channels > 1 else Cost()  # (b, n, c) → (b·c, n)
-    return layout + C.matmul(1, S, n, d, sm, shared_rhs=True) + casts
+    return (layout + C.matmul(1, S, n, d, sm, shared_rhs=True)).fixed() + casts
 
 
 def memory_step(batch: int, channels: int, order: int, s: int) -> Cost:
@@ -107,7 +109,7 @@ def memory_step(batch: int, channels: int, order: int, s: int) -> Cost:
     S, d = batch * channels, order
     sm = _memory_itemsize(s)
     return (C.matmul(1, S, d, d, sm, shared_rhs=True) + Cost(S * d, sm * (S + d + S * d))
-            + C.pointwise(S * d, sm, operands=3))
+            + C.pointwise(S * d, sm, operands=3)).fixed()
 
 
 def _readout(model: Any, rows: int, s: int, *, strided: bool) -> Cost:
@@ -161,8 +163,9 @@ def original(model: Any, pass_: str, batch: int, n: int, s: int) -> Cost:
     G = D + H  # [u | hidden] columns of the input and hidden-state products
     step = (C.matmul(1, batch, H, G, s, shared_rhs=True) + Cost(batch * G, s * batch * G)
             + C.pointwise(batch * D, s, operands=3)  # u = g_u + c
-            + Cost(batch * M, s * (batch * D + d + batch * M))  # u · Bbar
-            + C.matmul(1, batch * D, d, d, s, shared_rhs=True) + Cost(batch * M, s * batch * M)
+            + (Cost(batch * M, s * (batch * D + d + batch * M))  # u · Bbar, m @ Abarᵀ
+               + C.matmul(1, batch * D, d, d, s, shared_rhs=True)).fixed()
+            + Cost(batch * M, s * batch * M)
             + C.matmul(1, batch, M, H + D, s, shared_rhs=True)  # m @ [W_m | e_m]
             + C.pointwise(batch * H, s, operands=3) + C.pointwise(batch * H, s))  # tanh
     if pass_ == C.STEP:  # the fused weights are cached outside autograd
