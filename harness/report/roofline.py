@@ -374,7 +374,8 @@ def _fmt_len(n: int) -> str:
 def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
                   width: str = "double") -> Figure:
     """One device's cells on log-log axes (intensity, FLOP/s) under its roofs, one panel
-    per workload (and other varying keys); colour by architecture, marker by length."""
+    per workload (and other varying keys); colour and marker by architecture, as in the
+    report's other figures (a bench has a dozen: colour alone repeats), size by length."""
     import matplotlib as mpl
     import numpy as np
     import seaborn as sns
@@ -382,14 +383,13 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from harness.report.figures import freeze, legend_below, legend_columns, new_figure
-    from harness.report.style import MARKERS, WIDTHS, rc_for_width
+    from harness.report.style import WIDTHS, rc_for_width
 
     keys = [k for k in GROUP_KEYS if k in d.columns]
     vary = varying(d, tuple(keys))
     groups = list(d.groupby(keys, sort=True, dropna=False))
     lens = sorted(int(n) for n in d["seq_len"].unique())
-    marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(lens)}
-    grow = {n: 1.3 * min(i, 3) for i, n in enumerate(lens)}  # points of marker size added
+    grow = {n: 1.6 * min(i, 3) for i, n in enumerate(lens)}  # points of marker size added
     archs = [a for a in styles if a in set(d["arch"])]
     sheet = any(bool(c.datasheet and c.datasheet.get("peak_flops")) for c in d["ceilings"])
     n_items = len(archs) + len(lens) + 3 + sheet
@@ -427,7 +427,7 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
             for r in g.sort_values("seq_len", ascending=False).itertuples(index=False):
                 n = int(r.seq_len)
                 ax.plot([r.intensity], [r.achieved_flops_per_s], linestyle="none",
-                        marker=marker[n], color=styles[r.arch].color,
+                        marker=styles[r.arch].marker, color=styles[r.arch].color,
                         markersize=size + grow[n], markeredgecolor="white",
                         markeredgewidth=0.6, zorder=4)
             ax.set_xscale("log")
@@ -456,13 +456,13 @@ def plot_roofline(d: pd.DataFrame, *, styles: dict[str, ArchStyle],
             ax.grid(True, which="major", axis="both")
             sns.despine(ax=ax)
             extra = describe(key, vary)
-            title = str(key.get("workload", "")) + (f" ({extra})" if extra else "")
-            title += f" · {c.dtype}" + (f", {c.threads} threads" if c.kind == "cpu" else "")
-            ax.set_title(title, loc="left")
+            ax.set_title(str(key.get("workload", "")) + (f" ({extra})" if extra else ""),
+                         loc="left")
             present = set(g["arch"])
-            handles = [Line2D([], [], color=styles[a].color, linewidth=4, label=a)
+            handles = [Line2D([], [], linestyle="none", color=styles[a].color,
+                              marker=styles[a].marker, markersize=size, label=a)
                        for a in archs if a in present] + [
-                Line2D([], [], linestyle="none", marker=marker[n], color="0.35",
+                Line2D([], [], linestyle="none", marker="o", color="0.35",
                        markersize=size - 1 + grow[n], label=f"n={_fmt_len(n)}")
                 for n in lens if n in set(g["seq_len"].astype(int))] + handles
             legend_below(ax, handles, ncol, offset=-0.2)
