@@ -346,8 +346,8 @@ def share_section(df: pd.DataFrame, styles: dict[str, ArchStyle], output: Output
             lambda w, dd=drawable: plot_roofline(dd, styles=styles, width=w),
             f"roofline_{slug(dev)}",
             f"Roofline on {dev}: achieved FLOP/s vs arithmetic intensity, one point per cell "
-            "(colour: architecture, marker: length); roofs: compute (matmul), DRAM and cache "
-            "(streaming copies)" + (", datasheet dotted" if (drawable["ceilings"].map(
+            "(colour and marker: architecture, size: length); roofs: compute (matmul), DRAM "
+            "and cache (streaming copies)" + (", datasheet dotted" if (drawable["ceilings"].map(
                 lambda c: bool(c.datasheet))).any() else ""),
             f"roofline {dev}")
     return lines
