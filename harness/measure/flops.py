@@ -43,12 +43,13 @@ def analytic_cost(cost: Callable[[], Any] | None) -> tuple[float | None, float |
         c = cost()
         if c is None:
             return None, None
-        return _positive(c.flops), _positive(c.bytes)
+        return positive(c.flops), positive(c.bytes)
     except Exception:  # noqa: BLE001 - any failure means "unknown", by contract
         return None, None
 
 
-def _positive(value: Any) -> float | None:
+def positive(value: Any) -> float | None:
+    """``value`` as a finite positive float, else None (a figure that cannot be one)."""
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -30,7 +30,7 @@ from harness.errors import UsageError
 from harness.measure.headline import headline_rounds_of
 from harness.report.bootstrap import MIN_CI_SAMPLES, resampled_medians
 from harness.report.lm_claims import _quantile, count_text, crossing, sign_change
-from harness.report.output import describe, varying
+from harness.report.output import by_facet
 from harness.store.load import FACET_KEYS
 
 N_RESAMPLES = 2000
@@ -321,13 +321,8 @@ def crossover_markdown(table: pd.DataFrame, baseline: str, n_resamples: int) -> 
     conf = float(table["confidence"].iloc[0])
     lines = ["## Crossover lengths", "",
              INTRO.format(conf=conf, r=n_resamples, b=baseline), ""]
-    facet_cols = [k for k in FACET_KEYS if k in table.columns]
-    vary = varying(table, FACET_KEYS)
-    for values, g in table.groupby(facet_cols, sort=True, dropna=False):
-        key = dict(zip(facet_cols, values, strict=True))
-        extra = describe(key, vary)
-        lines += [f"**{key['workload']} — {key['device_label']}**"
-                  + (f" ({extra})" if extra else ""), ""]
+    for heading, g in by_facet(table):
+        lines += [heading, ""]
         rows = []
         for (a, b), p in g.groupby(["a", "b"], sort=False):
             by = dict(zip(p["metric"], p["text"], strict=True))

@@ -36,7 +36,7 @@ from scipy import stats
 
 from harness.report.crossover import length_text
 from harness.report.lm_claims import MIN_FIT_SIZES
-from harness.report.output import describe, varying
+from harness.report.output import by_facet
 from harness.store.load import FACET_KEYS
 from harness.store.rundir import RunDir
 
@@ -269,13 +269,8 @@ def frontier_markdown(table: pd.DataFrame) -> list[str]:
         return []
     conf = float(table["confidence"].iloc[0])
     lines = ["## Memory frontier", "", INTRO.format(k=MIN_FIT_SIZES, conf=conf), ""]
-    facet_cols = [k for k in FACET_KEYS if k in table.columns]
-    vary = varying(table, FACET_KEYS)
-    for values, g in table.groupby(facet_cols, sort=True, dropna=False):
-        key = dict(zip(facet_cols, values, strict=True))
-        extra = describe(key, vary)
-        lines += [f"**{key['workload']} — {key['device_label']}**"
-                  + (f" ({extra})" if extra else ""), ""]
+    for heading, g in by_facet(table):
+        lines += [heading, ""]
         rows = []
         for r in g.itertuples(index=False):
             measured = (f"{length_text(r.n_measured_max)} ({_gib(r.peak_at_max)})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.errors import UsageError, os_errors_as_usage
+from harness.store.load import FACET_KEYS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -78,6 +79,17 @@ def describe(key: dict[str, object], varying_keys: list[str]) -> str:
     """``k=v, …`` of a facet's varying keys beyond workload and device (in its heading)."""
     extra = [f"{k}={key[k]}" for k in varying_keys if k not in ("workload", "device_label")]
     return ", ".join(extra)
+
+
+def by_facet(table: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Per facet of ``table`` (its ``FACET_KEYS`` columns): the bold heading index.md
+    gives it (workload — device, and the keys that vary) and its rows."""
+    facet_cols = [k for k in FACET_KEYS if k in table.columns]
+    vary = varying(table, FACET_KEYS)
+    for values, g in table.groupby(facet_cols, sort=True, dropna=False):
+        key = dict(zip(facet_cols, values, strict=True))
+        extra = describe(key, vary)
+        yield f"**{key['workload']} — {key['device_label']}**" + (f" ({extra})" if extra else ""), g
 
 
 def prepare_out(out: Path) -> Path:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from harness.measure.ceilings import Ceilings, match
+from harness.measure.flops import positive
 from harness.report.output import Output, describe, slug, varying, write_csv, write_text
 from harness.report.tables import (
     CONTENDED_MARK,
@@ -87,25 +88,17 @@ def _pct(x: float) -> str:
     return f"{p:.0f}%" if p >= 10 else f"{p:.2g}%"
 
 
-def _positive(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) and f > 0 else None
-
-
 def share_of(time_s: float | None, ceil: Ceilings | None, *, analytic_flops: Any = None,
              analytic_bytes: Any = None, counted_flops: Any = None) -> Share:
     """The roofline of one cell from its median time, counts and ceilings."""
-    t = _positive(time_s)
-    flops, source = _positive(analytic_flops), "analytic"
+    t = positive(time_s)
+    flops, source = positive(analytic_flops), "analytic"
     if flops is None:
-        flops, source = _positive(counted_flops), "counted"
+        flops, source = positive(counted_flops), "counted"
     if flops is None or t is None:
         return Share(flag=NO_FLOPS if t is not None else NOT_MEASURED)
     achieved = flops / t
-    bytes_ = _positive(analytic_bytes) if source == "analytic" else None
+    bytes_ = positive(analytic_bytes) if source == "analytic" else None
     intensity = flops / bytes_ if bytes_ else None
     base = Share(achieved=achieved, intensity=intensity, flops=flops, bytes=bytes_,
                  source=source)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.report.catalogue import write_figures
 from harness.report.crossover import crossover_table
-from harness.report.output import Output, describe, slug, varying, write_csv, write_text
+from harness.report.output import Output, by_facet, describe, slug, varying, write_csv, write_text
 from harness.report.roofline import roofline_table, share_section
 from harness.report.scaling import MIN_FIT_LENGTHS, scaling_table
 from harness.report.style import ArchStyle
@@ -290,13 +290,8 @@ SCALING_INTRO = (
 def scaling_markdown(exps: pd.DataFrame) -> list[str]:
     """One Markdown table per facet: arch, exponent [95% CI], R², lengths fitted."""
     lines: list[str] = []
-    facet_cols = [k for k in FACET_KEYS if k in exps.columns]
-    vary = varying(exps, FACET_KEYS)
-    for values, g in exps.groupby(facet_cols, sort=True, dropna=False):
-        key = dict(zip(facet_cols, values, strict=True))
-        extra = describe(key, vary)
-        lines += [f"**{key['workload']} — {key['device_label']}**"
-                  + (f" ({extra})" if extra else ""), ""]
+    for heading, g in by_facet(exps):
+        lines += [heading, ""]
         grid = pd.DataFrame(
             {
                 "exponent [95% CI]": [
