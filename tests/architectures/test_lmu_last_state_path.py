@@ -63,6 +63,19 @@ def grads(net, logits_fn, x, y) -> dict[str, torch.Tensor]:
     return {k: p.grad.clone() for k, p in net.named_parameters()}
 
 
+def assert_equals_hand_step(net, x, y, *, out: tuple[float, float],
+                            grad: tuple[float, float]) -> None:
+    """``forward_last``'s logits and every parameter's gradient against the hand step,
+    within ``(rtol, atol)`` each."""
+    with torch.no_grad():
+        torch.testing.assert_close(net.forward_last(x), hand_logits(net, x),
+                                   rtol=out[0], atol=out[1])
+    want = grads(net, lambda x: hand_logits(net, x), x, y)
+    got = grads(net, net.forward_last, x, y)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=grad[0], atol=grad[1], msg=k)
+
+
 def data(n: int = 40, b: int = 4, dtype=torch.float64, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, n, 2, generator=g).to(dtype), torch.randint(0, 5, (b,), generator=g)
@@ -72,15 +85,8 @@ def data(n: int = 40, b: int = 4, dtype=torch.float64, seed: int = 1):
 @pytest.mark.parametrize("kw", [{}, {"memory_d": 1}, {"input_to_hidden": False},
                                 {"hidden_cell": False, "input_to_hidden": False}])
 def test_forward_last_and_its_gradients_equal_the_hand_step(name, kw):
-    net = model(name, **kw)
     x, y = data()
-    with torch.no_grad():
-        torch.testing.assert_close(net.forward_last(x), hand_logits(net, x),
-                                   rtol=1e-10, atol=1e-12)
-    want = grads(net, lambda x: hand_logits(net, x), x, y)
-    got = grads(net, net.forward_last, x, y)
-    for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-9, atol=1e-12, msg=k)
+    assert_equals_hand_step(model(name, **kw), x, y, out=(1e-10, 1e-12), grad=(1e-9, 1e-12))
 
 
 def test_float32_step_equals_the_hand_step_at_the_paper_shape():
@@ -89,13 +95,7 @@ def test_float32_step_equals_the_hand_step_at_the_paper_shape():
     net = architectures.build("lmu-fft", preset="small")
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 784, 1, generator=g), torch.randint(0, 10, (8,), generator=g)
-    with torch.no_grad():
-        torch.testing.assert_close(net.forward_last(x), hand_logits(net, x),
-                                   rtol=1e-4, atol=1e-5)
-    want = grads(net, lambda x: hand_logits(net, x), x, y)
-    got = grads(net, net.forward_last, x, y)
-    for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=k)
+    assert_equals_hand_step(net, x, y, out=(1e-4, 1e-5), grad=(1e-4, 1e-6))
 
 
 class Ops(TorchDispatchMode):

@@ -4,6 +4,8 @@ cells, the FlopCounterMode fallback, the figure, and old runs (no ceilings, no c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from matplotlib.lines import Line2D
 
@@ -173,12 +175,17 @@ def test_a_cuda_section_prints_the_datasheet_with_its_source(tmp_path):
     assert "| float32 | — | 18 TFLOP/s | 1.8 TB/s |" in lines
 
 
+def report(run, tmp_path) -> Path:
+    """The run's report (baseline ``a``, single-width PNG figures); its index.md."""
+    return build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
+                        widths=("single",), n_resamples=20)
+
+
 def test_an_old_run_without_ceilings_or_counts_still_reports(tmp_path):
     recs = [record(a, n, samples=[0.01 * (n / 256)] * 5) for a in ("a", "b")
             for n in (256, 1024)]
     run = write_run(tmp_path / "old", recs)  # env.json without ceilings, records without FLOPs
-    index = build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
-                         widths=("single",), n_resamples=20)
+    index = report(run, tmp_path)
     text = index.read_text()
     assert "Ceilings not measured: the run predates the machine's ceilings." in text
     assert "0 counted by torch (lower bounds), 4 without" in text
@@ -188,8 +195,7 @@ def test_an_old_run_without_ceilings_or_counts_still_reports(tmp_path):
 def test_an_old_run_with_counted_flops_says_not_measured_in_its_table(tmp_path):
     recs = [record(a, n, samples=[0.01] * 5, flops=1e6) for a in ("a", "b") for n in (256, 1024)]
     run = write_run(tmp_path / "old", recs)
-    index = build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
-                         widths=("single",), n_resamples=20)
+    index = report(run, tmp_path)
     table = (index.parent / "tables" / "roofline_forward_cpu-test.md").read_text()
     assert "| `a` | not measured | not measured |" in table
 
@@ -198,8 +204,7 @@ def test_a_run_with_ceilings_and_counted_flops_reports_a_lower_bound(tmp_path):
     recs = [record(a, n, samples=[0.01] * 5, flops=1e8, host="h", threads=2)
             for a in ("a", "b") for n in (256, 1024)]
     run = write_run(tmp_path / "new", recs, env=env_with(CEIL))
-    index = build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
-                         widths=("single",), n_resamples=20)
+    index = report(run, tmp_path)
     text = index.read_text()
     assert "| `a` | ≥ 10% of peak | ≥ 10% of peak |" in text  # 10 GFLOP/s of 100
     assert "## Share of the machine (roofline)" in text
@@ -217,8 +222,7 @@ def test_a_run_whose_records_carry_analytic_counts_gets_its_figure(tmp_path):
             record("b", 1024, samples=[0.02] * 5, host="h", threads=2, analytic_flops=1e9,
                    analytic_bytes=5e7)]  # 50% compute
     run = write_run(tmp_path / "new", recs, env=env_with(CEIL))
-    index = build_report([run], tmp_path / "rep", baseline="a", formats=("png",),
-                         widths=("single",), n_resamples=20)
+    index = report(run, tmp_path)
     text = index.read_text()
     assert "| `a` | 20% DRAM | counting error |" in text
     assert "| `b` | 40% cache-resident | 50% compute |" in text
