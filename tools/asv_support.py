@@ -23,10 +23,10 @@ and the tags are rewritten to load them locally without the CDN ``integrity`` at
 
 The torch asv installs comes from ``SEQBENCH_TORCH`` as in the noxfile. The default is
 the one torch pin of the project: ``asv.conf.json``'s matrix (plain ``asv run`` must read
-it there, so the noxfile reads it from there too, through :func:`pinned_torch`); anything else (``torch==X``, ``torch``,
-with ``--index-url``/``--extra-index-url``/``--find-links``) makes a derived config
-under ``results/asv-envs/`` whose matrix names that torch, so its environment and its
-results are kept apart from the CPU ones.
+it there, so the noxfile reads it from there too, through :func:`pinned_torch`); anything
+else (``torch==X``, ``torch``, with ``--index-url``/``--extra-index-url``/``--find-links``)
+makes a derived config under ``results/asv-envs/`` whose matrix names that torch, so its
+environment and its results are kept apart from the CPU ones.
 """
 
 from __future__ import annotations

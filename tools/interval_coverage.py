@@ -1,45 +1,54 @@
 """Do a run's speedup intervals hold what the same command measures next time?
 
     python -m tools.interval_coverage QUIET_RUN [QUIET_RUN ...] [--loaded RUN ...]
-                                      [--baseline lmu] [--resamples 2000]
+                                      [--pool K] [--baseline lmu] [--resamples 2000]
 
 For the speedups (workload, batch, arch, n) measured in every quiet run: the share of
 (run, speedup) cases whose 95% interval holds the median of the *other* quiet runs'
 speedups, and the median relative half-width of the intervals. With ``--loaded``, for
 each loaded run: how many of its timed cells are flagged contended, and which speedups
-fall outside the span of the quiet runs' intervals without a flag.
+fall outside the span of the quiet runs' intervals without a flag. With ``--pool K``:
+the same for the intervals of every K of the quiet runs pooled (``harness report
+--pool``), each against the median of the runs outside the pool.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 
 import pandas as pd
 
 from harness.report.tables import speedup_table
-from harness.store.load import load_run
+from harness.store.load import load_runs
 
 KEYS = ["workload", "batch", "arch", "seq_len"]
 
 
-def speedups(run: str, baseline: str, resamples: int) -> pd.DataFrame:
-    t = speedup_table(load_run(run), baseline, n_resamples=resamples)
+def speedups(runs: str | list[str], baseline: str, resamples: int) -> pd.DataFrame:
+    """The speedups of one run, or of several pooled."""
+    t = speedup_table(load_runs(runs, pool=True), baseline, n_resamples=resamples)
     t = t[(t["arch"] != baseline) & t["speedup"].notna()].copy()
     t["flagged"] = t["contended"].astype(bool)  # the cell's or its baseline's
     return t.set_index(KEYS)[["speedup", "ci_low", "ci_high", "flagged"]]
 
 
-def coverage(runs: list[pd.DataFrame]) -> tuple[int, int, float]:
-    """(cases held, cases, median relative half-width) over every run and speedup."""
+def coverage(runs: list[pd.DataFrame], intervals: list[tuple[pd.DataFrame, set[int]]] | None
+             = None) -> tuple[int, int, float]:
+    """(cases held, cases, median relative half-width) over every speedup of each interval
+    table, against the median of the runs it was not made from (by default: each run's
+    own intervals against the other runs)."""
+    if intervals is None:
+        intervals = [(r, {i}) for i, r in enumerate(runs)]
     common = set.intersection(*(set(r.index) for r in runs))
     held = total = 0
     widths = []
-    for i, r in enumerate(runs):
+    for r, made_of in intervals:
         for key in common:
             others = statistics.median(o.loc[key, "speedup"] for j, o in enumerate(runs)
-                                       if j != i)
+                                       if j not in made_of)
             lo, hi, s = r.loc[key, ["ci_low", "ci_high", "speedup"]]
             held += bool(lo <= others <= hi)
             total += 1
@@ -52,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("quiet", nargs="+", metavar="QUIET_RUN")
     p.add_argument("--loaded", nargs="*", default=[], metavar="RUN")
+    p.add_argument("--pool", type=int, default=0, metavar="K",
+                   help="also every K of the quiet runs pooled, against the runs outside")
     p.add_argument("--baseline", default="lmu")
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
@@ -62,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     held, total, width = coverage(quiet)
     print(f"{len(quiet)} quiet runs: intervals hold the other runs' median in {held} of "
           f"{total} cases ({held / total:.0%}); median relative half-width {width:.1%}")
+    if args.pool:
+        if not 2 <= args.pool < len(quiet):
+            print(f"error: --pool {args.pool}: give 2 to {len(quiet) - 1}", file=sys.stderr)
+            return 2
+        pools = [(speedups([args.quiet[i] for i in c], args.baseline, args.resamples), set(c))
+                 for c in itertools.combinations(range(len(quiet)), args.pool)]
+        held, total, width = coverage(quiet, pools)
+        print(f"{len(pools)} pools of {args.pool}: intervals hold the median of the runs "
+              f"outside in {held} of {total} cases ({held / total:.0%}); median relative "
+              f"half-width {width:.1%}")
     common = sorted(set.intersection(*(set(r.index) for r in quiet)))
     span = {k: (min(r.loc[k, "ci_low"] for r in quiet), max(r.loc[k, "ci_high"] for r in quiet))
             for k in common}

@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dpi", type=int, default=300, help="PNG resolution")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per cell")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--pool", action="store_true",
+                   help="the runs are repeats of one command: pool each cell measured on "
+                        "one device in several of them (intervals resample runs, then "
+                        "rounds, then samples) instead of showing the runs side by side")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         dpi=args.dpi,
         n_resamples=args.resamples,
         seed=args.seed,
+        pool=args.pool,
     )
     print(f"report written: {index}")
     return 0

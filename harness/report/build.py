@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from harness.errors import UsageError
 from harness.measure.headline import HEADLINE_MIN_SAMPLES as MIN_N
 from harness.report.crossover import PAIRS_KEY, parse_pairs
@@ -23,7 +25,7 @@ from harness.report.sections import failures, profile_section, timed_sections, w
 from harness.report.style import WIDTHS, arch_styles
 from harness.report.tables import check_baseline, run_summaries, to_markdown
 from harness.report.tasks import split_tasks
-from harness.store.load import load_runs, unique_dirs
+from harness.store.load import load_run, load_runs, unique_dirs
 from harness.store.rundir import RunDir
 
 PRESETS = ("default", "paper")
@@ -74,9 +76,11 @@ def build_report(
     dpi: int = 300,
     n_resamples: int = 2000,
     seed: int = 0,
+    pool: bool = False,
 ) -> Path:
     """Write the whole report and return the path of its ``index.md``. ``baseline``:
-    default, the one stored with the run(s)."""
+    default, the one stored with the run(s); ``pool``: the runs are repeats, each cell one
+    figure from all of them (:func:`~harness.store.load.pool_runs`)."""
     from harness.report.figures import FORMATS
 
     if preset not in PRESETS:
@@ -88,10 +92,17 @@ def build_report(
         if f not in FORMATS:
             raise UsageError(f"unknown format {f!r}; valid choices: {', '.join(FORMATS)}")
     dirs = unique_dirs(dirs)
-    df = load_runs(dirs)
+    df = load_runs(dirs, pool=pool)
     baseline = run_baseline(dirs, baseline, sorted(df["arch"].unique()))
     check_baseline(df, baseline)
     notes = []
+    if pool:
+        runs = df["pooled_dirs"].map(len)
+        notes.append(
+            f"Pooled: {int((runs > 1).sum())} of {len(df)} cells measured in {runs.max()} "
+            "runs; each figure is the median of their quiet samples, and its interval "
+            "resamples the runs, then their rounds, then samples. A cell that failed in any "
+            "run shows that failure.")
     measured = df  # every record: the published figures are compared with all of them
     settings = run_report_settings(dirs)
     roles = parse_roles(settings["lm"], "the run's [report.lm]") if "lm" in settings else {}
@@ -137,7 +148,8 @@ def build_report(
             "",
         ]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
-    lines += ["## Runs", "", to_markdown(run_summaries(dirs, df).set_index("run"), "run"), ""]
+    each = pd.concat(map(load_run, dirs)) if pool else df  # a run's own cells, not the pool
+    lines += ["## Runs", "", to_markdown(run_summaries(dirs, each).set_index("run"), "run"), ""]
     lm_runs_ = lm_runs(split_tasks(measured)[1], roles)  # roles choose their own records
     lm_found = analyse(lm_runs_, roles)
     lines += published_section(measured, lm=measured_claims(lm_runs_, lm_found))

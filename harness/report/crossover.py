@@ -5,12 +5,13 @@ A crossing is where ``log(value_a / value_b)`` changes sign over the lengths bot
 measured, interpolated on log–log between the two lengths that bracket the change
 (:func:`harness.report.lm_claims.crossing`, ``log_y=True``; the first one when the curves
 cross more than once). Its interval resamples every cell as the speedup intervals do
-(:func:`harness.report.bootstrap.resampled_medians`: rounds, then samples within them),
-finds the crossing of each resample's medians again and takes percentiles. A resample
-whose curves do not cross in the measured range counts as crossing beyond the end its
-curves point to (past the longest length when they keep the order the measured curves
-have at the shortest, before the shortest otherwise), so an interval reaching past the
-range is open ("> 2048") and the share of such resamples is said. Peak memory is one
+(:func:`harness.report.bootstrap.resampled_medians`: runs when pooled, then rounds, then
+samples within them), finds the crossing of each resample's medians again and takes
+percentiles (tails expanded for few pooled runs, as the speedups'). A resample whose
+curves do not cross in the measured range counts as crossing beyond the end its curves
+point to (past the longest length when they keep the order the measured curves have at
+the shortest, before the shortest otherwise), so an interval reaching past the range is
+open ("> 2048") and the share of such resamples is said. Peak memory is one
 reading per cell: its crossing has no interval.
 
 Pairs: every architecture against the baseline, plus the pairs a suite's ``[report]``
@@ -28,7 +29,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.headline import headline_rounds_of
-from harness.report.bootstrap import MIN_CI_SAMPLES, resampled_medians
+from harness.report.bootstrap import MIN_CI_SAMPLES, expanded_tail, resampled_medians, runs_of
 from harness.report.lm_claims import _quantile, count_text, crossing, sign_change
 from harness.report.output import by_facet
 from harness.store.load import FACET_KEYS
@@ -170,12 +171,14 @@ def _n_changes(d: np.ndarray) -> int:
 def crossover(n: Sequence[float], value_a: Sequence[float], value_b: Sequence[float], *,
               a: str = "a", b: str = "b", metric: str = "time",
               resampled_a: np.ndarray | None = None, resampled_b: np.ndarray | None = None,
-              why_no_interval: str = "", confidence: float = CONFIDENCE) -> Crossover:
+              why_no_interval: str = "", confidence: float = CONFIDENCE,
+              runs: int = 1) -> Crossover:
     """The crossover of two curves measured at the same lengths ``n`` (increasing).
 
     ``resampled_a``/``resampled_b``: bootstrap replicates of each curve, shape
     (resamples, len(n)) (e.g. each cell's :func:`resampled_medians`); without them there
-    is no interval and ``why_no_interval`` says why."""
+    is no interval and ``why_no_interval`` says why. ``runs``: the fewest runs a cell was
+    pooled from (the interval's tails expand for few, as the speedups' do)."""
     n = np.asarray(n, dtype=float)
     va, vb = np.asarray(value_a, dtype=float), np.asarray(value_b, dtype=float)
     if not (n.ndim == 1 and n.shape == va.shape == vb.shape) or len(n) == 0:
@@ -207,7 +210,7 @@ def crossover(n: Sequence[float], value_a: Sequence[float], value_b: Sequence[fl
     s0 = np.sign(d[np.flatnonzero(d)[0]])
     first = np.sign(np.take_along_axis(dd, (dd != 0).argmax(axis=1)[:, None], axis=1)[:, 0])
     at = np.where(none, np.where(first == s0, np.inf, -np.inf), np.exp(at))
-    tail = 100 * (1 - confidence) / 2
+    tail = 100 * expanded_tail(1 - confidence, runs)
     low, high = float(_quantile(at, tail)), float(_quantile(at, 100 - tail))
     return Crossover(**base, low=low, high=high, no_cross=share, n_resamples=len(dd))
 
@@ -259,6 +262,8 @@ def pair_crossovers(g: pd.DataFrame, pairs: Iterable[tuple[str, str]], *,
                 else:
                     kw["resampled_a"] = np.stack([drawn[(a, n)][0] for n in lengths], axis=1)
                     kw["resampled_b"] = np.stack([drawn[(b, n)][0] for n in lengths], axis=1)
+                    kw["runs"] = min(runs_of(headline_rounds_of(cells[(x, n)])[1])
+                                     for n in lengths for x in (a, b))
             else:
                 kw["why_no_interval"] = "one reading per cell, no interval"
             out.append(crossover(lengths, [va[n] for n in lengths], [vb[n] for n in lengths],

@@ -16,15 +16,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.measure.headline import HEADLINE_MIN_SAMPLES
+from harness.measure.headline import HEADLINE_MIN_SAMPLES, headline_rounds_of
 from harness.store.records import Record
 from harness.store.rundir import RunDir, read_records
 
 # Columns that, with arch and seq_len, identify a cell across runs (besides the device label).
 FACET_KEYS = ("device_label", "workload", "preset", "batch", "dtype", "compile", "overrides_key")
+
+RUN_STRIDE = 1 << 20  # a pooled round label: run * RUN_STRIDE + round (see :func:`pooled_round`)
+
+
+def pooled_round(run: int, round_: int) -> int:
+    """The round label of round ``round_`` of the ``run``-th of several pooled runs of one
+    cell: still one int per sample, so every reader of ``sample_rounds`` works unchanged,
+    and :func:`harness.report.bootstrap.resampled_medians` recovers the run as the top level."""
+    if not 0 <= round_ < RUN_STRIDE:
+        raise ValueError(f"round {round_} outside 0..{RUN_STRIDE - 1}")
+    return run * RUN_STRIDE + round_
 
 
 def device_label(device: str, device_name: str | None) -> str:
@@ -118,11 +130,14 @@ def unique_dirs(dirs: Iterable[str | os.PathLike[str]]) -> list[str | os.PathLik
     return list(unique.values())
 
 
-def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+              pool: bool = False) -> pd.DataFrame:
     """Several run directories as one DataFrame, faceted by ``device_label``.
 
     Runs on the same device that measured the same cells stay apart (their labels get the
-    host or directory name) instead of one silently overwriting the other.
+    host or directory name) instead of one silently overwriting the other; with ``pool``
+    they are repeats of one experiment, and each such cell becomes one row
+    (:func:`pool_runs`).
     """
     if isinstance(dirs, (str, os.PathLike)):
         dirs = [dirs]
@@ -131,5 +146,68 @@ def load_runs(dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
         raise UsageError("no run directory given")
     dirs = unique_dirs(dirs)
     frames = [load_run(d) for d in dirs]
+    if pool:
+        return pool_runs(pd.concat(frames, ignore_index=True))
     _disambiguate(frames)
     return pd.concat(frames, ignore_index=True)
+
+
+def pool_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per device and cell from several runs' rows of it (repeats of the same
+    command; Kalibera and Jones's top level: a machine state that lasts longer than one
+    run is only sampled by running again).
+
+    A pooled row keeps each run's headline samples (its quiet ones, see
+    :func:`~harness.measure.headline.headline_rounds_of`) with round labels that name
+    the run (:func:`pooled_round`, the run's place among all given: a cell's runs are
+    matched to another's), so its interval resamples runs, then their rounds, then samples;
+    its times are those of the pooled samples, its peak memory the largest, its flags any
+    run's. A cell that did not end ``ok`` in every run shows the first run's failure
+    instead of a figure (a pooled number must not hide a failure). ``pooled_dirs`` lists
+    the runs of every row; other fields are the first run's.
+    """
+    order = {d: k for k, d in enumerate(dict.fromkeys(df["run_dir"]))}  # a run's label
+    rows = []
+    for _, g in df.groupby(["device_label", "cell_id"], sort=False):
+        row = g.iloc[0].copy()
+        row["pooled_dirs"] = list(dict.fromkeys(g["run_dir"]))
+        failed = g[g["status"] != "ok"]
+        if not failed.empty:
+            row = failed.iloc[0].copy()
+            row["pooled_dirs"] = list(dict.fromkeys(g["run_dir"]))
+            if len(g) > 1:
+                row["message"] = f"in {row['run_dir']} ({len(g)} runs pooled): {row['message']}"
+        elif len(g) > 1:
+            samples: list[float] = []
+            labels: list[int] = []
+            for r in g.itertuples(index=False):
+                kept, rounds = headline_rounds_of(r)
+                samples += kept
+                labels += [pooled_round(order[r.run_dir], x) for x in (rounds or [0] * len(kept))]
+            median = float(np.median(samples))
+            scale = median / float(row["time_median_s"])  # per-token figures follow the time
+            q1, q3 = np.percentile(samples, [25, 75])
+            row.update({
+                "samples": samples, "sample_rounds": labels, "contention": [],
+                "n_samples": len(samples), "rounds": len(set(labels)),
+                "time_median_s": median, "time_iqr_s": float(q3 - q1),
+                "time_min_s": float(min(samples)), "rel_ci": None, "stop_reason": "pooled",
+                "noisy": bool(g["noisy"].any()), "contended": bool(g["contended"].any()),
+                "thin": False, "peak_mem_bytes": _largest(g["peak_mem_bytes"]),
+                "time_per_token_s": _scaled(row["time_per_token_s"], scale),
+                "tokens_per_s": _scaled(row["tokens_per_s"], 1 / scale),
+                "flops_per_s": _scaled(row["flops_per_s"], 1 / scale),
+            })
+        rows.append(row)
+    out = pd.DataFrame(rows).reset_index(drop=True)
+    out["thin"] = mark_thin(out)
+    return out
+
+
+def _largest(values: pd.Series) -> float | None:
+    known = values.dropna()
+    return None if known.empty else known.max()
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    return value * factor if value is not None and value == value else value

@@ -467,3 +467,28 @@ def test_classify_rows_that_run_one_computation_say_so(tmp_path):
                                 batch=16) for i, a in enumerate(archs)])
     ((title, _),) = summary_tables(tmp_path, "lmu")
     assert "lmu-chunked and lmu-conv run lmu-fft's forward_last" in title
+
+
+def test_pooled_repeats_report_one_figure_per_cell_with_runs_resampled(tmp_path):
+    """Three repeats of one command: ``--pool`` shows one speedup per cell (no @run
+    columns) whose interval spans the runs' own figures, counts each run's cells, and says
+    what it pooled; without it the runs stay side by side."""
+    runs = [realistic_run(tmp_path / f"r{i}", seed=i) for i in range(3)]
+    out = tmp_path / "rep"
+    rc = cli_main(["report", *map(str, runs), "--pool", "--out", str(out), "--formats", "png",
+                   "--widths", "single", "--resamples", "300", "--dpi", "50",
+                   "--baseline", "lmu"])
+    assert rc == 0
+    index = (out / "index.md").read_text()
+    assert "Pooled: 55 of 55 cells measured in 3 runs" in index and "@r" not in index
+    summary = index.split("## Runs")[1].split("\n## ")[0]
+    assert all(f"| `{r}` " in summary for r in map(str, runs))
+    assert summary.count("| 55 | 53 | 1 | 1 |") == 3  # each run's own cells
+    pooled = speedup_table(load_runs(runs, pool=True), "lmu", n_resamples=300)
+    apart = speedup_table(load_runs(runs), "lmu", n_resamples=300)
+    def cell(t):
+        return t[(t["arch"] == "lmu-fft") & (t["seq_len"] == 1024) & (t["workload"] == "forward")]
+
+    row, own = cell(pooled).iloc[0], cell(apart)["speedup"]
+    assert len(own) == 3 and row["ci_low"] <= own.min() and own.max() <= row["ci_high"]
+    assert "@r" not in " ".join(pooled["device_label"])

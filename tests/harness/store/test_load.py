@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from harness.results import load
-from harness.store.load import load_runs
+from harness.store.load import RUN_STRIDE, load_runs
 from harness.store.records import Record
 from harness.store.rundir import RunDir
-from tests.helpers import record, write_schema_1
+from tests.helpers import ENV, record, write_run, write_schema_1
 
 
 def _record(n: int, samples: list[float]) -> Record:
@@ -52,3 +52,51 @@ def test_schema_1_records_still_load(tmp_path):
     assert SCHEMA_VERSION == 2
     assert r.schema == 1 and r.time_median_s == 0.5
     assert r.kernel_path == "" and r.sample_rounds == [] and r.thin is False
+
+
+def _repeat(root, base_s: float, *, status: str = "ok", contention=None, **kw):
+    """A run of cells a (n = 8) and b (n = 8, 16): a's samples ``base_s`` in rounds 0 and 1,
+    the last one contended when ``contention`` says so."""
+    a = (record("a", 8, samples=[base_s, base_s, 3 * base_s, base_s, base_s, base_s],
+                sample_rounds=[0, 0, 0, 1, 1, 1], threads=1, peak_mem_bytes=int(base_s * 1e6),
+                contention=contention or [], time_per_token_s=base_s / 8) if status == "ok"
+         else record("a", 8, status, **kw))
+    b = [record("b", 8, samples=[1.0] * 5), record("b", 16, samples=[2.0] * 5)]
+    return write_run(root, [a, *b], env={**ENV, "cpu_count": 1})
+
+
+def test_pooled_repeats_are_one_row_per_cell_with_runs_as_the_top_round_level(tmp_path):
+    one = _repeat(tmp_path / "1", 1e-3)
+    two = _repeat(tmp_path / "2", 2e-3, contention=[0, 0, 0, 0, 0, 5])
+    df = load_runs([one, two], pool=True).set_index(["arch", "seq_len"])
+    assert len(df) == 3 and set(df["device_label"]) == {"CPU: test"}  # no @run suffixes
+    a = df.loc[("a", 8)]
+    # run 2's contended sample is dropped (5 quiet ones are enough), run 1 keeps all six
+    assert a["samples"] == [1e-3, 1e-3, 3e-3, 1e-3, 1e-3, 1e-3, 2e-3, 2e-3, 6e-3, 2e-3, 2e-3]
+    assert a["sample_rounds"] == [0, 0, 0, 1, 1, 1] + [RUN_STRIDE] * 3 + [RUN_STRIDE + 1] * 2
+    assert a["rounds"] == 4 and a["n_samples"] == 11 and a["stop_reason"] == "pooled"
+    assert a["time_median_s"] == 2e-3 and a["time_min_s"] == 1e-3  # 1 1 1 1 1 [2] 2 2 2 3 6
+    assert a["time_per_token_s"] == 2e-3 / 8  # the pooled median's
+    assert a["peak_mem_bytes"] == 2000  # the larger run's
+    assert a["pooled_dirs"] == [str(one), str(two)]
+    apart = load_runs([one, two])
+    assert len(apart) == 6 and apart["device_label"].nunique() == 2  # without --pool
+
+
+def test_a_cell_that_failed_in_any_pooled_run_shows_the_failure(tmp_path):
+    one = _repeat(tmp_path / "1", 1e-3)
+    two = _repeat(tmp_path / "2", 1e-3, status="oom", message="out of memory")
+    a = load_runs([one, two], pool=True).set_index(["arch", "seq_len"]).loc[("a", 8)]
+    assert a["status"] == "oom" and a["samples"] == []
+    assert a["message"] == f"in {two} (2 runs pooled): out of memory"
+
+
+def test_a_cell_of_one_run_passes_through_a_pool_unchanged(tmp_path):
+    one = _repeat(tmp_path / "1", 1e-3)
+    two = write_run(tmp_path / "2", [record("c", 8, samples=[4.0] * 5)],
+                    env={**ENV, "cpu_count": 1})
+    df = load_runs([one, two], pool=True).set_index(["arch", "seq_len"])
+    alone = load_runs([one]).set_index(["arch", "seq_len"]).loc[("a", 8)]
+    a = df.loc[("a", 8)]
+    assert a["samples"] == alone["samples"] and a["sample_rounds"] == alone["sample_rounds"]
+    assert df.loc[("c", 8), "pooled_dirs"] == [str(two)]
