@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 # (package, minimum version, regex of the use in the code, where it is documented)
 NEEDS = [
     ("torch", "2.4", r"nn\.RMSNorm\(", "torch.nn.RMSNorm is new in torch 2.4"),
-    ("scipy", "1.15", r"\brng=", "scipy.stats.bootstrap's rng= argument is new in 1.15"),
+    ("scipy", "1.7", r"mannwhitneyu\(", "scipy.stats.mannwhitneyu's exact method is new in 1.7"),
     ("pandas", "2.1", r"\.map\(", "DataFrame.map (was applymap) is new in pandas 2.1"),
 ]
 
