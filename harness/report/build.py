@@ -99,6 +99,8 @@ def build_report(
     if pool:
         runs = df["pooled_dirs"].map(len)
         notes.append(
+            "Pooled: no cell was measured in more than one of these runs; nothing pooled."
+            if runs.max() < 2 else
             f"Pooled: {int((runs > 1).sum())} of {len(df)} cells measured in {runs.max()} "
             "runs; each figure is the median of their quiet samples, and its interval "
             "resamples the runs, then their rounds, then samples. A cell that failed in any "

@@ -492,3 +492,6 @@ def test_pooled_repeats_report_one_figure_per_cell_with_runs_resampled(tmp_path)
     row, own = cell(pooled).iloc[0], cell(apart)["speedup"]
     assert len(own) == 3 and row["ci_low"] <= own.min() and own.max() <= row["ci_high"]
     assert "@r" not in " ".join(pooled["device_label"])
+    one = build_report(runs[:1], tmp_path / "one", pool=True, baseline="lmu", formats=("png",),
+                       widths=("single",), dpi=50, n_resamples=100).read_text()
+    assert "nothing pooled" in one
