@@ -169,39 +169,44 @@ def pool_runs(df: pd.DataFrame) -> pd.DataFrame:
     order = {d: k for k, d in enumerate(dict.fromkeys(df["run_dir"]))}  # a run's label
     rows = []
     for _, g in df.groupby(["device_label", "cell_id"], sort=False):
-        row = g.iloc[0].copy()
-        row["pooled_dirs"] = list(dict.fromkeys(g["run_dir"]))
         failed = g[g["status"] != "ok"]
-        if not failed.empty:
-            row = failed.iloc[0].copy()
-            row["pooled_dirs"] = list(dict.fromkeys(g["run_dir"]))
-            if len(g) > 1:
-                row["message"] = f"in {row['run_dir']} ({len(g)} runs pooled): {row['message']}"
+        row = (failed if len(failed) else g).iloc[0].copy()
+        row["pooled_dirs"] = list(dict.fromkeys(g["run_dir"]))
+        if len(g) > 1 and len(failed):
+            row["message"] = f"in {row['run_dir']} ({len(g)} runs pooled): {row['message']}"
         elif len(g) > 1:
-            samples: list[float] = []
-            labels: list[int] = []
-            for r in g.itertuples(index=False):
-                kept, rounds = headline_rounds_of(r)
-                samples += kept
-                labels += [pooled_round(order[r.run_dir], x) for x in (rounds or [0] * len(kept))]
-            median = float(np.median(samples))
-            scale = median / float(row["time_median_s"])  # per-token figures follow the time
-            q1, q3 = np.percentile(samples, [25, 75])
-            row.update({
-                "samples": samples, "sample_rounds": labels, "contention": [],
-                "n_samples": len(samples), "rounds": len(set(labels)),
-                "time_median_s": median, "time_iqr_s": float(q3 - q1),
-                "time_min_s": float(min(samples)), "rel_ci": None, "stop_reason": "pooled",
-                "noisy": bool(g["noisy"].any()), "contended": bool(g["contended"].any()),
-                "thin": False, "peak_mem_bytes": _largest(g["peak_mem_bytes"]),
-                "time_per_token_s": _scaled(row["time_per_token_s"], scale),
-                "tokens_per_s": _scaled(row["tokens_per_s"], 1 / scale),
-                "flops_per_s": _scaled(row["flops_per_s"], 1 / scale),
-            })
+            row.update(_pooled_times(g, row, order))
         rows.append(row)
     out = pd.DataFrame(rows).reset_index(drop=True)
     out["thin"] = mark_thin(out)
     return out
+
+
+def _pooled_times(g: pd.DataFrame, row: pd.Series, order: dict[str, int]) -> dict[str, Any]:
+    """The measured fields of a cell ``ok`` in every run of ``g`` (see :func:`pool_runs`)."""
+    samples: list[float] = []
+    labels: list[int] = []
+    for r in g.itertuples(index=False):
+        kept, rounds = headline_rounds_of(r)
+        samples += kept
+        labels += [pooled_round(order[r.run_dir], x) for x in (rounds or [0] * len(kept))]
+    if not samples:  # a task cell: its figures are curves and seeds, not samples
+        raise UsageError(f"--pool pools timed cells; {row['cell_id']} has no samples and is in "
+                         f"{len(g)} runs: repeat a task with other seeds (--set seed=N)")
+    median = float(np.median(samples))
+    scale = median / float(row["time_median_s"])  # per-token figures follow the time
+    q1, q3 = np.percentile(samples, [25, 75])
+    return {
+        "samples": samples, "sample_rounds": labels, "contention": [],
+        "n_samples": len(samples), "rounds": len(set(labels)),
+        "time_median_s": median, "time_iqr_s": float(q3 - q1),
+        "time_min_s": float(min(samples)), "rel_ci": None, "stop_reason": "pooled",
+        "noisy": bool(g["noisy"].any()), "contended": bool(g["contended"].any()),
+        "thin": False, "peak_mem_bytes": _largest(g["peak_mem_bytes"]),
+        "time_per_token_s": _scaled(row["time_per_token_s"], scale),
+        "tokens_per_s": _scaled(row["tokens_per_s"], 1 / scale),
+        "flops_per_s": _scaled(row["flops_per_s"], 1 / scale),
+    }
 
 
 def _largest(values: pd.Series) -> float | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from harness.errors import UsageError
 from harness.results import load
 from harness.store.load import RUN_STRIDE, load_runs
 from harness.store.records import Record
@@ -100,3 +103,13 @@ def test_a_cell_of_one_run_passes_through_a_pool_unchanged(tmp_path):
     a = df.loc[("a", 8)]
     assert a["samples"] == alone["samples"] and a["sample_rounds"] == alone["sample_rounds"]
     assert df.loc[("c", 8), "pooled_dirs"] == [str(two)]
+
+
+def test_pooling_a_task_cell_measured_twice_is_refused_in_one_line(tmp_path):
+    task = record("a", 8, workload="psdigits", metrics={"accuracy": 0.9})
+    one = write_run(tmp_path / "1", [task], env={**ENV, "cpu_count": 1})
+    two = write_run(tmp_path / "2", [task], env={**ENV, "cpu_count": 1})
+    with pytest.raises(UsageError, match=r"--pool pools timed cells; a/psdigits/\S+ has no "
+                                         r"samples and is in 2 runs: repeat a task with "
+                                         r"other seeds \(--set seed=N\)"):
+        load_runs([one, two], pool=True)
