@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.quiet) < 2:
         print("error: give at least two quiet runs", file=sys.stderr)
         return 2
+    if args.pool and not 2 <= args.pool < len(args.quiet):
+        print(f"error: --pool {args.pool}: give 2 to {len(args.quiet) - 1}", file=sys.stderr)
+        return 2
     quiet = [speedups(r, args.baseline, args.resamples) for r in args.quiet]
     held, total, width = coverage(quiet)
     print(f"{len(quiet)} quiet runs: intervals hold the other runs' median in {held} of "
           f"{total} cases ({held / total:.0%}); median relative half-width {width:.1%}")
     if args.pool:
-        if not 2 <= args.pool < len(quiet):
-            print(f"error: --pool {args.pool}: give 2 to {len(quiet) - 1}", file=sys.stderr)
-            return 2
         pools = [(speedups([args.quiet[i] for i in c], args.baseline, args.resamples), set(c))
                  for c in itertools.combinations(range(len(quiet)), args.pool)]
         held, total, width = coverage(quiet, pools)

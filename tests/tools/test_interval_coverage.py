@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tools.interval_coverage import coverage
+from tools.interval_coverage import coverage, main
 
 
 def _run(speedup: float, low: float, high: float) -> pd.DataFrame:
@@ -30,3 +30,8 @@ def test_a_pool_against_the_runs_outside_it():
     # outside runs 0 and 1: median of 3.0 and 2.4 = 2.7 (held); outside 2 and 3: 2.1 (held)
     assert coverage(runs, [(pooled, {0, 1}), (pooled, {2, 3})])[:2] == (2, 2)
     assert coverage(runs, [(_run(2.2, 2.0, 2.4), {0, 1})])[:2] == (0, 1)
+
+
+def test_a_pool_as_large_as_the_runs_is_refused_before_anything_is_read(tmp_path, capsys):
+    assert main([str(tmp_path / "missing-1"), str(tmp_path / "missing-2"), "--pool", "2"]) == 2
+    assert capsys.readouterr().err == "error: --pool 2: give 2 to 1\n"

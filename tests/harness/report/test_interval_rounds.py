@@ -76,8 +76,8 @@ def test_a_pooled_resample_draws_whole_runs():
 def pooled_cell(seconds: float, runs: int, rng: np.random.Generator, run_sd: float = 0.3):
     """``runs`` runs of one cell, each on a machine state of its own (``exp(N(0, run_sd))``
     for all its rounds: it lasts longer than a run; the 2-core VM's lmu has two states
-    ~30% apart lasting minutes), its rounds drifting about it as in :func:`drifting_cell`;
-    labelled as :func:`~harness.store.load.pool_runs` does."""
+    ~30% apart, spells lasting up to minutes), its rounds drifting about it as in
+    :func:`drifting_cell`; labelled as :func:`~harness.store.load.pool_runs` does."""
     samples, labels = [], []
     for k in range(runs):
         x, r = drifting_cell(seconds * np.exp(rng.normal(0.0, run_sd)), rng)
@@ -92,8 +92,8 @@ def pooled_coverage(runs: int, by_runs: bool, trials: int = 120) -> float:
     for seed in range(trials):
         (base, base_r), (arch, arch_r) = pooled_cell(2e-3, runs, rng), pooled_cell(1e-3, runs, rng)
         if not by_runs:  # every run's rounds as rounds of one run
-            base_r, arch_r = base_r % RUN_STRIDE + 100 * (base_r // RUN_STRIDE), \
-                arch_r % RUN_STRIDE + 100 * (arch_r // RUN_STRIDE)
+            base_r, arch_r = (r % RUN_STRIDE + 100 * (r // RUN_STRIDE)
+                              for r in (base_r, arch_r))
         ci = ratio_ci(base, arch, num_rounds=base_r, den_rounds=arch_r, n_resamples=600,
                       seed=seed)
         held += ci.low <= TRUE_RATIO <= ci.high
