@@ -11,10 +11,10 @@ train cells (2-core VM; see the README), resampling samples alone held the other
 median in 75-83% of cases.
 
 **Runs, then rounds** (their top level): a machine state that lasts longer than a run (the
-2-core VM's lmu has two, ~30% apart, spells of either lasting seconds to minutes) is the same for all of a run's
-rounds, so no resampling within one run can see it. A cell pooled from repeats of one
-command (``harness report --pool``, :func:`harness.store.load.pool_runs`) is resampled by
-runs, then their rounds, then samples, with the tails expanded for few runs
+2-core VM's lmu has two, ~30% apart, spells of either lasting seconds to minutes) is the
+same for all of a run's rounds, so no resampling within one run can see it. A cell pooled
+from repeats of one command (``harness report --pool``, :func:`harness.store.load.pool_runs`)
+is resampled by runs, then their rounds, then samples, with the tails expanded for few runs
 (:func:`expanded_tail`).
 
 An interval is only given when both sides have at least :data:`MIN_CI_SAMPLES` samples.
