@@ -128,13 +128,13 @@ def ratio_ci(
         return RatioCI(point, float("nan"), float("nan"), too_few=True)
     rng = np.random.default_rng(seed)
     num_rounds, den_rounds = _labels(num_rounds, num), _labels(den_rounds, den)
-    runs = [None if r is None else np.unique(r // RUN_STRIDE) for r in (num_rounds, den_rounds)]
-    shared = runs[0] is not None and runs[1] is not None and np.array_equal(*runs)
-    drawn = (rng.integers(len(runs[0]), size=(n_resamples, len(runs[0])))
-             if shared and len(runs[0]) > 1 else None)
+    runs = [run_ids(num_rounds), run_ids(den_rounds)]
+    k = len(runs[0])
+    drawn = (rng.integers(k, size=(n_resamples, k))
+             if k > 1 and np.array_equal(*runs) else None)
     ratios = (resampled_medians(num, num_rounds, n_resamples, rng, drawn)
               / resampled_medians(den, den_rounds, n_resamples, rng, drawn))
-    tail = 100 * expanded_tail(1 - confidence, min(runs_of(num_rounds), runs_of(den_rounds)))
+    tail = 100 * expanded_tail(1 - confidence, min(map(len, runs)))
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return RatioCI(point, float(low), float(high))
 
@@ -152,11 +152,11 @@ def expanded_tail(alpha: float, runs: int) -> float:
     return float(stats.norm.cdf(-np.sqrt(runs / (runs - 1)) * stats.t.ppf(1 - alpha / 2, runs - 1)))
 
 
-def runs_of(rounds: list[int] | np.ndarray | None) -> int:
-    """How many pooled runs the round labels name (1 for a run's own labels or none)."""
+def run_ids(rounds: list[int] | np.ndarray | None) -> np.ndarray:
+    """The pooled runs that round labels name (one, 0, for a run's own labels or none)."""
     if rounds is None or len(rounds) == 0:
-        return 1
-    return len(np.unique(np.asarray(rounds) // RUN_STRIDE))
+        return np.zeros(1, int)
+    return np.unique(np.asarray(rounds) // RUN_STRIDE)
 
 
 def _labels(rounds: list[int] | np.ndarray | None, samples: np.ndarray) -> np.ndarray | None:

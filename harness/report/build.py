@@ -25,7 +25,7 @@ from harness.report.sections import failures, profile_section, timed_sections, w
 from harness.report.style import WIDTHS, arch_styles
 from harness.report.tables import check_baseline, run_summaries, to_markdown
 from harness.report.tasks import split_tasks
-from harness.store.load import load_run, load_runs, unique_dirs
+from harness.store.load import load_run, load_runs, pool_runs, unique_dirs
 from harness.store.rundir import RunDir
 
 PRESETS = ("default", "paper")
@@ -92,7 +92,11 @@ def build_report(
         if f not in FORMATS:
             raise UsageError(f"unknown format {f!r}; valid choices: {', '.join(FORMATS)}")
     dirs = unique_dirs(dirs)
-    df = load_runs(dirs, pool=pool)
+    if pool:  # each run's own rows, read once: the runs table counts them
+        each = pd.concat(map(load_run, dirs), ignore_index=True)
+        df = pool_runs(each)
+    else:
+        df = each = load_runs(dirs)
     baseline = run_baseline(dirs, baseline, sorted(df["arch"].unique()))
     check_baseline(df, baseline)
     notes = []
@@ -150,7 +154,6 @@ def build_report(
             "",
         ]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
-    each = pd.concat(map(load_run, dirs)) if pool else df  # a run's own cells, not the pool
     lines += ["## Runs", "", to_markdown(run_summaries(dirs, each).set_index("run"), "run"), ""]
     lm_runs_ = lm_runs(split_tasks(measured)[1], roles)  # roles choose their own records
     lm_found = analyse(lm_runs_, roles)

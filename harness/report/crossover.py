@@ -29,7 +29,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.measure.headline import headline_rounds_of
-from harness.report.bootstrap import MIN_CI_SAMPLES, expanded_tail, resampled_medians, runs_of
+from harness.report.bootstrap import MIN_CI_SAMPLES, expanded_tail, resampled_medians, run_ids
 from harness.report.lm_claims import _quantile, count_text, crossing, sign_change
 from harness.report.output import by_facet
 from harness.store.load import FACET_KEYS
@@ -262,7 +262,7 @@ def pair_crossovers(g: pd.DataFrame, pairs: Iterable[tuple[str, str]], *,
                 else:
                     kw["resampled_a"] = np.stack([drawn[(a, n)][0] for n in lengths], axis=1)
                     kw["resampled_b"] = np.stack([drawn[(b, n)][0] for n in lengths], axis=1)
-                    kw["runs"] = min(runs_of(headline_rounds_of(cells[(x, n)])[1])
+                    kw["runs"] = min(len(run_ids(headline_rounds_of(cells[(x, n)])[1]))
                                      for n in lengths for x in (a, b))
             else:
                 kw["why_no_interval"] = "one reading per cell, no interval"
